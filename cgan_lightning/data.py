@@ -1,0 +1,263 @@
+"""MNIST-family data served from memory as shuffled, normalized batches.
+
+torchvision reads each split once into a uint8 tensor; :class:`InMemoryBatches` then serves batches by
+indexing that tensor, so there is no per-image PIL transform (the reference loop spends about a third of
+its time there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torchvision import datasets
+
+DatasetName = Literal["mnist", "fashion_mnist", "kmnist"]
+
+_DATASETS: dict[str, type[datasets.MNIST]] = {
+    "mnist": datasets.MNIST,
+    "fashion_mnist": datasets.FashionMNIST,
+    "kmnist": datasets.KMNIST,
+}
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset files are not in ``data_dir`` and could not be downloaded."""
+
+
+def normalize(images: Tensor) -> Tensor:
+    """uint8 ``[B, H, W]`` or ``[B, C, H, W]`` in 0..255 -> float ``[B, C, H, W]`` in ``[-1, 1]``.
+
+    Same values as the reference's ``ToTensor()`` then ``Normalize([0.5], [0.5])``.
+    """
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images.float().div_(127.5).sub_(1.0)
+
+
+class InMemoryBatches:
+    """Iterates ``(images, labels)`` batches from in-memory tensors.
+
+    Each epoch draws a fresh permutation from ``seed + epoch`` (so runs are reproducible and every epoch is
+    shuffled differently), keeps this rank's shard of it (``rank::world_size``, the same split as
+    ``DistributedSampler``) and yields normalized float images ``[B, C, H, W]`` with int64 labels ``[B]``.
+
+    Args:
+        images: uint8 images ``[N, H, W]`` or ``[N, C, H, W]``.
+        labels: int64 labels ``[N]``.
+        batch_size: images per batch.
+        shuffle: draw a new permutation each epoch; otherwise keep the stored order.
+        drop_last: skip the final, smaller batch.
+        seed: base seed of the shuffling.
+        rank: this process's index among ``world_size`` data-parallel processes.
+        world_size: number of data-parallel processes; each sees ``1 / world_size`` of every epoch.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> InMemoryBatches:
+        # Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start (also after a resume).
+        return self
+
+    #: No torch BatchSampler: batches are sliced here (Lightning inspects this attribute).
+    batch_sampler = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation of ``epoch`` (Lightning calls this at each epoch start)."""
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(n)
+        # Pad by wrapping around so every rank gets the same number of samples, as DistributedSampler does.
+        per_rank = -(-n // self.world_size)
+        if per_rank * self.world_size > n:
+            order = torch.cat([order, order[: per_rank * self.world_size - n]])
+        return order[self.rank :: self.world_size]
+
+    def _num_samples(self) -> int:
+        return -(-len(self.labels) // self.world_size)
+
+    def __len__(self) -> int:
+        n = self._num_samples()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._indices()
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield normalize(self.images[idx]), self.labels[idx]
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST, Fashion-MNIST or KMNIST for conditional GAN training.
+
+    Training uses the official train split; validation and test use the official test split. Each split is
+    read once into memory and served by :class:`InMemoryBatches` (images normalized to ``[-1, 1]``).
+
+    Args:
+        data_dir: folder holding ``<Dataset>/raw/`` (torchvision's layout), e.g. ``../shared/data``.
+        download: fetch the files when missing. Offline, set ``false`` and point ``data_dir`` at a local copy.
+        batch_size: images per training (and evaluation) batch.
+        num_workers: kept for API compatibility with DataLoader-based modules; batches are sliced from
+            memory in the main process, which is faster than worker processes for 28x28 images.
+        dataset: ``mnist``, ``fashion_mnist`` or ``kmnist`` (same format in torchvision).
+        seed: base seed of the per-epoch shuffling.
+        drop_last: drop the last, smaller training batch of each epoch.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        download: bool = True,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        dataset: DatasetName = "mnist",
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if dataset not in _DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}: choose one of {sorted(_DATASETS)}")
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.download = download
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.dataset = dataset
+        self.seed = seed
+        self.drop_last = drop_last
+        self._splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of labels (10 for all three datasets)."""
+        return 10
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of the images."""
+        return (1, 28, 28)
+
+    @property
+    def raw_folder(self) -> Path:
+        """Where torchvision looks for the four IDX files."""
+        return Path(self.data_dir) / _DATASETS[self.dataset].__name__ / "raw"
+
+    def _missing_data_error(self, cause: BaseException | None = None) -> DataNotFoundError:
+        reason = f" (download failed: {cause})" if cause is not None else " (download is off)"
+        return DataNotFoundError(
+            f"{self.dataset} not found in {self.raw_folder.resolve()}{reason}. Expected the files "
+            f"{', '.join(RAW_FILES)} there (or their .gz archives). Either point --data.data_dir at a folder "
+            f"holding {_DATASETS[self.dataset].__name__}/raw/ (e.g. --data.data_dir ../shared/data "
+            "--data.download false), or allow network access with --data.download true."
+        )
+
+    def _load(self, train: bool) -> datasets.MNIST:
+        if Path(self.data_dir).is_file():
+            raise NotADirectoryError(f"data_dir {self.data_dir!r} is a file; it must be a folder holding "
+                                     f"{_DATASETS[self.dataset].__name__}/raw/")
+        cls = _DATASETS[self.dataset]
+        try:
+            return cls(self.data_dir, train=train, download=False)
+        except RuntimeError as missing:
+            if not self.download:
+                raise self._missing_data_error() from missing
+        try:
+            return cls(self.data_dir, train=train, download=True)
+        except Exception as failed:  # torchvision raises several types when offline
+            raise self._missing_data_error(failed) from failed
+
+    def prepare_data(self) -> None:
+        """Check (and when allowed, download) both splits on one process before ``setup``."""
+        for train in (True, False):
+            self._load(train)
+
+    def split(self, name: Literal["train", "test"]) -> tuple[Tensor, Tensor]:
+        """Return the uint8 images ``[N, 28, 28]`` and int64 labels ``[N]`` of a split, read once and cached."""
+        if name not in self._splits:
+            try:
+                ds = self._load(train=name == "train")
+            except (ValueError, IndexError, EOFError, OSError) as corrupt:
+                if isinstance(corrupt, DataNotFoundError | NotADirectoryError):
+                    raise
+                raise ValueError(f"could not read the {name} split from {self.raw_folder.resolve()}: {corrupt}. "
+                                 "The IDX files may be truncated; delete them and download again.") from corrupt
+            self._splits[name] = (ds.data.contiguous(), ds.targets.long().contiguous())
+        return self._splits[name]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the splits this stage needs."""
+        if stage in ("fit", None):
+            self.split("train")
+        self.split("test")
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self._trainer if hasattr(self, "_trainer") else None
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _batches(self, name: Literal["train", "test"], shuffle: bool, drop_last: bool) -> InMemoryBatches:
+        images, labels = self.split(name)
+        rank, world_size = self._world()
+        return InMemoryBatches(images, labels, self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                               seed=self.seed, rank=rank, world_size=world_size)
+
+    def train_dataloader(self) -> InMemoryBatches:
+        return self._batches("train", shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> InMemoryBatches:
+        return self._batches("test", shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> InMemoryBatches:
+        return self._batches("test", shuffle=False, drop_last=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict.get("seed", self.seed)
+
+
+__all__ = ["MNISTDataModule", "InMemoryBatches", "DataNotFoundError", "normalize", "RAW_FILES"]
