@@ -14,7 +14,9 @@ from torch import Tensor
 ImageShape = tuple[int, int, int]
 
 
-def as_label_tensor(labels: Tensor | Sequence[int] | int, num_classes: int, device: torch.device | None = None) -> Tensor:
+def as_label_tensor(
+    labels: Tensor | Sequence[int] | int, num_classes: int, device: torch.device | None = None
+) -> Tensor:
     """Return ``labels`` as a 1-D int64 tensor on ``device``, checking dtype and range.
 
     Args:
