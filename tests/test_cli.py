@@ -1,0 +1,73 @@
+"""The cgan-lightning command: every shipped config trains, configs print and parse, errors are the CLI's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cgan_lightning.cli import main
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+def test_examples_exist() -> None:
+    assert {"mnist.yaml", "quick.yaml"} <= {p.name for p in EXAMPLES}
+
+
+@pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.stem)
+def test_every_config_fits_under_fast_dev_run(config: Path, fake_mnist_session_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu",
+          "--trainer.devices=1", f"--trainer.default_root_dir={tmp_path / 'run'}",
+          f"--data.data_dir={fake_mnist_session_dir}", "--data.download=false"])
+
+
+def test_print_config_is_complete_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXAMPLES[0].parent / "mnist.yaml"), "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["latent_dim"] == 100
+    assert config["model"]["optimizer_g"]["init_args"]["lr"] == 0.0002
+    assert config["model"]["generator"]["class_path"].endswith("MLPGenerator")
+    assert config["data"]["batch_size"] == 64
+    assert config["trainer"]["max_epochs"] == 20
+    assert config["checkpoint"]["save_last"] is True
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [("--model.no_such_key=1", "no_such_key"), ("--data.batch_size=many", "batch_size")],
+)
+def test_bad_config_gets_the_cli_error(flag: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(EXAMPLES[0].parent / "quick.yaml"), flag])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_cli_checkpoint_loads_in_a_fresh_process(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
+    main(["fit", "--config", str(EXAMPLES[0].parent / "quick.yaml"), "--trainer.accelerator=cpu",
+          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+          f"--trainer.default_root_dir={tmp_path}", f"--data.data_dir={fake_mnist_session_dir}",
+          "--data.download=false", "--model.generator.init_args.hidden_dims=[16, 32]"])
+    (ckpt,) = tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt")
+    script = (
+        "import sys, torch\n"
+        "from cgan_lightning import ConditionalGAN\n"
+        "m = ConditionalGAN.load_from_checkpoint(sys.argv[1])\n"
+        "x = m.sample([3, 3, 7], generator=torch.Generator().manual_seed(0))\n"
+        "assert x.shape == (3, 1, 28, 28), x.shape\n"
+        "print(m.num_classes, [l.out_features for l in m.generator.model if hasattr(l, 'out_features')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(ckpt)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "10 [16, 32, 784]"
