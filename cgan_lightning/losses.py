@@ -1,16 +1,20 @@
 """Adversarial losses as pure functions of discriminator logits.
 
 A loss is a pair of functions: ``d_loss(real_logits, fake_logits) -> Tensor`` for the discriminator and
-``g_loss(fake_logits) -> Tensor`` for the generator. :data:`LOSSES` maps the names accepted by
-``ConditionalGAN(loss=...)`` to these pairs, so the training step only calls what was chosen.
+``g_loss(fake_logits) -> Tensor`` for the generator, plus an optional ``penalty(discriminator, real, fake,
+labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). :data:`LOSSES` maps the
+names accepted by ``ConditionalGAN(loss=...)`` to these triples, so the training step only calls what was chosen.
+:func:`r1_penalty` has the penalty signature too, so it can be added to any loss (``ConditionalGAN(r1_gamma=...)``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple, Protocol
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class DiscriminatorLoss(Protocol):
@@ -21,11 +25,20 @@ class GeneratorLoss(Protocol):
     def __call__(self, fake_logits: Tensor) -> Tensor: ...
 
 
+class DiscriminatorPenalty(Protocol):
+    def __call__(self, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor) -> Tensor: ...
+
+
 class AdversarialLoss(NamedTuple):
-    """The discriminator's and the generator's halves of one adversarial objective."""
+    """The discriminator's and the generator's halves of one adversarial objective.
+
+    ``penalty``, when set, is a regularizer of the discriminator that needs the network and the images rather
+    than logits; the training step adds ``penalty(discriminator, real, fake, real_labels)`` to ``d_loss``.
+    """
 
     d_loss: DiscriminatorLoss
     g_loss: GeneratorLoss
+    penalty: DiscriminatorPenalty | None = None
 
 
 def bce_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -40,8 +53,83 @@ def bce_g_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, fake_logits.new_ones(()).expand_as(fake_logits))
 
 
+def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Hinge D loss (Lim & Ye 2017; Miyato et al. 2018): ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_g_loss(fake_logits: Tensor) -> Tensor:
+    """Hinge G loss: ``-E[D(G(z))]`` (the generator raises the critic's score of its samples)."""
+    return -fake_logits.mean()
+
+
+def lsgan_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Least-squares D loss (Mao et al. 2017, targets 1 and 0): ``(E[(D(x) - 1)^2] + E[D(G(z))^2]) / 2``."""
+    return ((real_logits - 1).square().mean() + fake_logits.square().mean()) / 2
+
+
+def lsgan_g_loss(fake_logits: Tensor) -> Tensor:
+    """Least-squares G loss: ``E[(D(G(z)) - 1)^2] / 2``."""
+    return (fake_logits - 1).square().mean() / 2
+
+
+def wasserstein_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Wasserstein critic loss: ``E[D(G(z))] - E[D(x)]`` (needs a Lipschitz constraint, e.g. the gradient penalty)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def wasserstein_g_loss(fake_logits: Tensor) -> Tensor:
+    """Wasserstein G loss: ``-E[D(G(z))]``."""
+    return -fake_logits.mean()
+
+
+def _input_gradients(discriminator: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+    """``d sum(D(x, y)) / dx`` with the graph kept, so a penalty on it trains D (double backpropagation)."""
+    images = images.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(images, labels).sum(), images, create_graph=True)
+    return grad.flatten(1)
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor, weight: float = 10.0
+) -> Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017): ``weight * E[(||grad_x D(x_hat, y)|| - 1)^2]``.
+
+    ``x_hat`` is a uniformly random point on the segment between each real image and a fake one. The label
+    of the interpolate is the real image's: the penalty keeps D 1-Lipschitz in the image for every class.
+
+    Args:
+        discriminator: the critic ``D(images, labels) -> [B]``.
+        real: real images ``[B, C, H, W]``.
+        fake: generated images of the same shape (detached here).
+        labels: the real images' labels ``[B]``.
+        weight: ``lambda`` (10 in the paper).
+    """
+    alpha = torch.rand(real.size(0), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    interpolates = torch.lerp(fake.detach(), real.detach(), alpha)
+    grad = _input_gradients(discriminator, interpolates, labels)
+    return weight * (grad.norm(dim=1) - 1).square().mean()
+
+
+def r1_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor, gamma: float = 10.0) -> Tensor:
+    """R1 penalty on real data (Mescheder et al. 2018): ``gamma / 2 * E[||grad_x D(x, y)||^2]``; ``fake`` is unused.
+
+    Args:
+        discriminator: ``D(images, labels) -> [B]``.
+        real: real images ``[B, C, H, W]``.
+        fake: unused (present so the function has the :class:`DiscriminatorPenalty` signature).
+        labels: the real images' labels ``[B]``.
+        gamma: penalty weight.
+    """
+    grad = _input_gradients(discriminator, real, labels)
+    return gamma / 2 * grad.square().sum(dim=1).mean()
+
+
 LOSSES: dict[str, AdversarialLoss] = {
     "bce": AdversarialLoss(bce_d_loss, bce_g_loss),
+    "hinge": AdversarialLoss(hinge_d_loss, hinge_g_loss),
+    "lsgan": AdversarialLoss(lsgan_d_loss, lsgan_g_loss),
+    "wgan-gp": AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss, partial(gradient_penalty, weight=10.0)),
 }
 
 

@@ -6,8 +6,11 @@ surfaces as an ``IndexError`` from an embedding or a CUDA device-side assert.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,22 +23,31 @@ def as_label_tensor(
     """Return ``labels`` as a 1-D int64 tensor on ``device``, checking dtype and range.
 
     Args:
-        labels: class ids: an int, a sequence of ints, or an integer tensor of shape ``[B]``.
+        labels: class ids: an int, a sequence of ints (numpy integers too), or an integer tensor of shape ``[B]``.
         num_classes: labels must lie in ``[0, num_classes)``.
         device: where the returned tensor lives (``None`` keeps the tensor's own device).
 
     Raises:
-        ValueError: on float or bool labels, labels that are not 1-D, an empty batch, or labels out of range.
+        ValueError: on float or bool labels, labels that are not 1-D, an empty batch, labels out of range, or a
+            tensor on the ``meta`` device.
     """
     if isinstance(labels, bool):
         raise ValueError(f"labels must be integers in [0, {num_classes}), got a bool")
-    if isinstance(labels, int):
+    if isinstance(labels, numbers.Integral):
         labels = [labels]
     if not isinstance(labels, Tensor):
-        labels = list(labels)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        try:
+            labels = list(labels)
+        except TypeError:
+            raise ValueError(f"labels must be an int, a sequence of ints or an integer tensor with values in "
+                             f"[0, {num_classes}), got {type(labels).__name__}") from None
+        # numbers.Integral admits numpy integers; range is checked here, before a huge int overflows torch.long.
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in labels):
             raise ValueError(f"labels must be integers in [0, {num_classes}), got {labels!r}")
-        labels = torch.tensor(labels, dtype=torch.long)
+        bad = next((int(v) for v in labels if not 0 <= v < num_classes), None)
+        if bad is not None:
+            raise ValueError(f"label {bad} is out of range: labels must lie in [0, {num_classes - 1}]")
+        labels = torch.tensor([int(v) for v in labels], dtype=torch.long)
     check_labels(labels, num_classes)
     labels = labels.long()
     return labels if device is None else labels.to(device)
@@ -50,6 +62,7 @@ def check_labels(labels: Tensor, num_classes: int) -> None:
         raise ValueError(
             f"labels must be an integer tensor (torch.long) with values in [0, {num_classes}), got dtype {labels.dtype}"
         )
+    check_has_data(labels, "labels")
     if labels.dim() != 1:
         raise ValueError(f"labels must be 1-D of shape [batch], got shape {tuple(labels.shape)}")
     if labels.numel() == 0:
@@ -60,17 +73,54 @@ def check_labels(labels: Tensor, num_classes: int) -> None:
         raise ValueError(f"label {bad} is out of range: labels must lie in [0, {num_classes - 1}]")
 
 
+def check_has_data(tensor: Tensor, name: str) -> None:
+    """Raise ``ValueError`` for a tensor without values: on the ``meta`` device (shapes only, e.g. from
+    ``torch.device("meta")`` model initialization), so neither readable nor copyable to a real device."""
+    if tensor.is_meta:
+        raise ValueError(f"{name} is on the 'meta' device, which holds shapes but no values; "
+                         "expected a tensor on the CPU or the model's device")
+
+
 def check_latents(z: Tensor, batch_size: int, latent_dim: int) -> None:
     """Raise ``ValueError`` unless ``z`` is a floating tensor of shape ``[batch_size, latent_dim]``."""
     if not isinstance(z, Tensor) or not z.is_floating_point():
         raise ValueError(f"z must be a float tensor of shape [{batch_size}, {latent_dim}], got {type(z).__name__}"
                          + (f" of dtype {z.dtype}" if isinstance(z, Tensor) else ""))
+    check_has_data(z, "z")
     if tuple(z.shape) != (batch_size, latent_dim):
         raise ValueError(f"z must have shape [{batch_size}, {latent_dim}] (one latent per label), got {tuple(z.shape)}")
 
 
+def build_optimizer(factory: Callable[[Any], torch.optim.Optimizer], params: Iterable[Tensor], name: str
+                    ) -> torch.optim.Optimizer:
+    """Build an optimizer with ``factory(params)`` and refuse negative learning rates, naming the setting.
+
+    Args:
+        factory: e.g. the ``OptimizerCallable`` the CLI builds from ``model.optimizer_g``.
+        params: the parameters to optimize.
+        name: the setting's name for the message, e.g. ``model.optimizer_g``.
+
+    Raises:
+        ValueError: the optimizer rejected its arguments, or a parameter group has a negative learning rate.
+    """
+    try:
+        optimizer = factory(params)
+    except ValueError as err:  # torch's own checks say "Invalid learning rate: -1.0" but not which optimizer
+        raise ValueError(f"{name}: {err}; expected a positive learning rate (e.g. 2e-4) and valid settings "
+                         "for this optimizer") from err
+    for i, group in enumerate(optimizer.param_groups):
+        lr = group.get("lr")
+        if isinstance(lr, Tensor):
+            lr = lr.item()
+        if isinstance(lr, int | float) and not lr >= 0:  # also catches NaN
+            raise ValueError(f"{name}: learning rate of parameter group {i} is {lr}; expected a positive "
+                             "learning rate (e.g. 2e-4)")
+    return optimizer
+
+
 def check_images(images: Tensor, image_shape: ImageShape) -> None:
     """Raise ``ValueError`` unless ``images`` has shape ``[B, C, H, W]`` matching ``image_shape``."""
+    check_has_data(images, "images")
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(image_shape):
         c, h, w = image_shape
         raise ValueError(f"images must have shape [batch, {c}, {h}, {w}], got {tuple(images.shape)}")

@@ -1,6 +1,7 @@
 """Use cgan-lightning from Python: load a checkpoint written by `cgan-lightning fit` and draw chosen digits.
 
-    python examples/generate_digits.py runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt --label 7 --out sevens.png
+    python examples/generate_digits.py runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
+        --label 7 --out sevens.png
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_fake_mnist, synthetic_digits
 
 from cgan_lightning import DataNotFoundError, InMemoryBatches, MNISTDataModule
-from conftest import make_fake_mnist, synthetic_digits
 
 
 def test_batches_are_normalized_and_cover_the_split(fake_mnist_dir: Path) -> None:

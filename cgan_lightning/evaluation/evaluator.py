@@ -1,0 +1,107 @@
+"""The per-class FID engine shared by the ``PerClassFID`` callback and ``evaluate_generator``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from cgan_lightning.evaluation.features import ClassifierFeatures, FeatureChoice, build_feature_extractor, feature_dim
+from cgan_lightning.evaluation.protocol import ConditionalSampler
+from cgan_lightning.evaluation.sampling import class_balanced_latents, generate, rebatch
+from cgan_lightning.evaluation.scores import PerClassScores, features_of
+
+
+class PerClassEvaluator:
+    """Real statistics accumulated once, then any number of evaluations of generators against them.
+
+    One feature extractor serves every class (and the pooled FID); it lives here, never inside the model, so
+    checkpoints do not grow. Generated samples come from latents drawn on the CPU from ``seed``: the same seed
+    gives the same z on every device, and under DDP rank ``r`` generates samples ``r, r + world_size, ...``.
+
+    Args:
+        num_classes: number of labels.
+        feature: ``"classifier"`` (the shipped MNIST classifier, offline), ``"inception"`` (torchmetrics'
+            InceptionV3; needs the ``inception`` extra and local weights) or an ``nn.Module`` mapping images in
+            ``[-1, 1]`` to ``[B, D]`` features.
+        feature_weights: local InceptionV3 weights for ``feature="inception"``.
+        classifier: weights of the classifier that judges generated digits (``None``: the shipped MNIST one).
+        image_shape: ``(C, H, W)``; only used to probe a custom extractor without ``num_features``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature: FeatureChoice | nn.Module = "classifier",
+        feature_weights: str | Path | None = None,
+        classifier: str | Path | None = None,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+    ) -> None:
+        self.classifier = ClassifierFeatures(classifier)
+        if self.classifier.num_classes != num_classes:
+            raise ValueError(
+                f"the classifier predicts {self.classifier.num_classes} classes but the model has {num_classes} "
+                "labels; pass classifier=<weights trained on this dataset> (see cgan_lightning.train_classifier)"
+            )
+        self.extractor = self.classifier if feature == "classifier" else build_feature_extractor(feature,
+                                                                                                  feature_weights)
+        self.num_classes = num_classes
+        self.num_features = feature_dim(self.extractor, image_shape)
+        self.scores = PerClassScores(num_classes, self.num_features)
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> PerClassEvaluator:
+        """Move the extractor, the classifier and the metric states to ``device``."""
+        self.device = torch.device(device)
+        self.extractor.to(self.device)
+        self.classifier.to(self.device)
+        self.scores.to(self.device)
+        return self
+
+    @property
+    def has_real(self) -> bool:
+        """Whether real statistics were accumulated."""
+        return self.scores.real_samples > 0
+
+    def reset_real(self) -> None:
+        """Forget the real statistics (e.g. before switching from the val to the test split)."""
+        self.scores = PerClassScores(self.num_classes, self.num_features).to(self.device)
+
+    @torch.no_grad()
+    def add_real(self, batches: Iterable[tuple[Tensor, Tensor]], batch_size: int = 1000) -> int:
+        """Accumulate real ``(images in [-1, 1], labels)`` batches; returns how many images were added.
+
+        Small loader batches are merged into batches of about ``batch_size`` before feature extraction.
+        """
+        added = 0
+        for images, labels in rebatch(batches, batch_size):
+            feats, _ = features_of(images.to(self.device), self.extractor, None)
+            self.scores.update_real(feats, labels.to(self.device))
+            added += len(labels)
+        missing = self.scores.missing_classes()
+        if missing:
+            warnings.warn(f"fewer than two real images of classes {missing}: their FID will be nan", stacklevel=2)
+        return added
+
+    @torch.no_grad()
+    def evaluate(self, model: ConditionalSampler, samples_per_class: int = 1000, seed: int = 0,
+                 batch_size: int = 1000, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+        """Generate ``samples_per_class`` images per label and score them; keys as in ``PerClassScores.compute``.
+
+        Raises:
+            RuntimeError: no real statistics yet (call :meth:`add_real` first).
+        """
+        if not self.has_real:
+            raise RuntimeError("no real images were accumulated: call add_real() before evaluate()")
+        if model.num_classes != self.num_classes:
+            raise ValueError(f"the model has {model.num_classes} labels, the evaluator {self.num_classes}")
+        self.scores.reset_fake()
+        z, labels = class_balanced_latents(self.num_classes, samples_per_class, model.latent_dim, seed)
+        z, labels = z[rank::world_size], labels[rank::world_size]
+        for images, batch_labels in generate(model, z, labels, batch_size, self.device):
+            feats, preds = features_of(images, self.extractor, self.classifier)
+            self.scores.update_fake(feats, batch_labels, preds)
+        return self.scores.compute()

@@ -1,0 +1,70 @@
+"""Image grids: build them, save them as PNG under the run's directory, and send them to the active loggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+#: Pixels between cells (and around the grid).
+PADDING = 2
+
+
+def image_grid(images: Tensor, columns: int) -> Tensor:
+    """Tile images ``[N, C, H, W]`` in ``[-1, 1]`` row by row, ``columns`` per row: ``[3, H', W']`` in ``[0, 1]``.
+
+    With ``N = rows * columns`` the grid is ``rows * (H + 2) + 2`` by ``columns * (W + 2) + 2`` pixels.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    return make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=columns, padding=PADDING, normalize=True,
+                     value_range=(-1, 1), pad_value=1.0)
+
+
+def grid_shape(rows: int, columns: int, height: int, width: int) -> tuple[int, int]:
+    """Pixel size ``(H', W')`` of a grid from :func:`image_grid`."""
+    return rows * (height + PADDING) + PADDING, columns * (width + PADDING) + PADDING
+
+
+def run_dir(trainer: Any) -> Path:
+    """The run's directory: ``trainer.log_dir`` (the logger's version folder) or ``default_root_dir``.
+
+    Call it on every process: ``trainer.log_dir`` broadcasts from rank zero.
+    """
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def save_png(grid: Tensor, path: Path) -> Path:
+    """Write a ``[3, H, W]`` grid in ``[0, 1]`` as PNG (creating folders) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path)
+    return path
+
+
+def log_grid(loggers: list[Any], tag: str, grid: Tensor, step: int) -> None:
+    """Send ``grid`` to each logger that shows images: W&B (``wandb.Image``) and TensorBoard; others are skipped."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            # wandb.Image casts tensor values straight to uint8 (it expects 0..255): scale the [0, 1] grid first.
+            logger.log_image(key=tag, images=[grid.mul(255).round().clamp(0, 255).byte()], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(tag, grid, global_step=step)
+
+
+def publish_grid(trainer: Any, name: str, grid: Tensor, epoch: int) -> Path | None:
+    """Save ``grid`` as ``<run dir>/<name>/epoch_<epoch>.png`` and log it as ``<name>/grid``; returns the path.
+
+    Nothing is written under ``fast_dev_run`` (Lightning writes no logs or checkpoints then either), and only rank
+    zero writes; those calls return ``None``.
+    """
+    directory = run_dir(trainer)  # every rank: log_dir broadcasts
+    if trainer.fast_dev_run or not trainer.is_global_zero:
+        return None
+    path = save_png(grid, directory / name / f"epoch_{epoch:03d}.png")
+    log_grid(trainer.loggers, f"{name}/grid", grid, trainer.global_step)
+    return path

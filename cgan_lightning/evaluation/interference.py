@@ -1,0 +1,97 @@
+"""``InterferenceTest``: the same z rendered with every label; does the label, not z, decide the digit?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer
+from torch import Tensor
+
+from cgan_lightning.evaluation.fixed_latents import FixedLatentCallback
+from cgan_lightning.evaluation.grids import image_grid, publish_grid
+from cgan_lightning.evaluation.protocol import ConditionalSampler
+from cgan_lightning.evaluation.sampling import seeded_normal
+
+
+def interference_images(model: ConditionalSampler, z: Tensor, device: torch.device | str) -> Tensor:
+    """Render every z ``[S, latent_dim]`` with every label: ``[S * num_classes, C, H, W]``, row-major (row = z)."""
+    k = model.num_classes
+    labels = torch.arange(k).repeat(len(z)).to(device)
+    return model.sample(labels, z=z.repeat_interleave(k, dim=0).to(device))
+
+
+def _mean_off_diagonal(distances: Tensor) -> Tensor:
+    n = distances.shape[-1]
+    return distances.sum() / (distances.numel() - distances.shape[0] * n)
+
+
+def interference_scores(features: Tensor, predictions: Tensor, n_styles: int, num_classes: int) -> dict[str, float]:
+    """``interference/acc`` and ``interference/style_spread`` of a row-major interference grid.
+
+    Args:
+        features: classifier features of the cells ``[n_styles * num_classes, D]``.
+        predictions: predicted labels of the cells ``[n_styles * num_classes]``.
+        n_styles: rows (one z each); must be >= 2.
+        num_classes: columns (one label each).
+
+    Returns:
+        ``interference/acc``: share of cells classified as their column's label (chance: ``1 / num_classes``).
+        ``interference/style_spread``: mean feature distance between cells of the same z with different labels,
+        divided by the mean distance between cells of different z with the same label. About 0 when the generator
+        ignores its label; well above 1 when the label decides the digit and z only its style.
+    """
+    if n_styles < 2:
+        raise ValueError(f"n_styles must be >= 2 to compare styles, got {n_styles}")
+    labels = torch.arange(num_classes, device=predictions.device).repeat(n_styles)
+    acc = (predictions == labels).double().mean()
+    grid = features.double().reshape(n_styles, num_classes, -1)
+    across_labels = _mean_off_diagonal(torch.cdist(grid, grid))  # [S, K, K]: same z, label pairs
+    columns = grid.transpose(0, 1)
+    across_styles = _mean_off_diagonal(torch.cdist(columns, columns))  # [K, S, S]: same label, z pairs
+    spread = across_labels / across_styles if across_styles > 0 else torch.tensor(float("inf"))
+    return {"interference/acc": float(acc), "interference/style_spread": float(spread)}
+
+
+class InterferenceTest(FixedLatentCallback):
+    """Renders ``n_styles`` fixed latents with every label (rows = z, columns = labels 0..K-1).
+
+    After each validation (every ``every_n_epochs`` epochs during fit, always on validate / test) it saves the grid as
+    ``<trainer.log_dir or default_root_dir>/interference/epoch_<n>.png``, logs it to the active logger (W&B image with
+    ``WandbLogger``, TensorBoard image with ``TensorBoardLogger``, nothing else otherwise) and logs
+    ``interference/acc`` and ``interference/style_spread`` (see :func:`interference_scores`). A generator that ignores
+    its label draws the same digit across a row and scores ``1 / num_classes`` on ``interference/acc``.
+
+    The latents are drawn once from ``seed`` and kept in the callback's state, so a resumed run renders the same z.
+    Under ``fast_dev_run`` the numbers are logged but no file is written.
+
+    Args:
+        n_styles: latents (rows); at least 2.
+        seed: seed of the latents.
+        every_n_epochs: render after every n-th training epoch.
+        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+    """
+
+    def __init__(self, n_styles: int = 8, seed: int = 0, every_n_epochs: int = 1,
+                 classifier: str | Path | None = None) -> None:
+        super().__init__(seed=seed, every_n_epochs=every_n_epochs, classifier=classifier)
+        if n_styles < 2:
+            raise ValueError(f"n_styles must be >= 2 (style_spread compares styles), got {n_styles}")
+        self.n_styles = n_styles
+        #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
+        self.last_grid: Tensor | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(n_styles=self.n_styles)
+
+    def draw_latents(self, model: ConditionalSampler) -> Tensor:
+        return seeded_normal((self.n_styles, model.latent_dim), self.seed)
+
+    def render(self, trainer: Trainer, model: ConditionalSampler, device: torch.device) -> None:
+        assert self.latents is not None and self.classifier is not None
+        images = interference_images(model, self.latents, device)
+        feats, logits = self.classifier.features_and_logits(images)
+        self.last_scores = interference_scores(feats, logits.argmax(1), len(self.latents), model.num_classes)
+        self.last_grid = image_grid(images, columns=model.num_classes)
+        self.last_png = publish_grid(trainer, "interference", self.last_grid, self.epoch(trainer))

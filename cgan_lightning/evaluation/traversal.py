@@ -1,0 +1,77 @@
+"""``LatentTraversal``: slerp between two fixed z within each label; the style should change, the class should not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer
+from torch import Tensor
+
+from cgan_lightning.evaluation.fixed_latents import FixedLatentCallback
+from cgan_lightning.evaluation.grids import image_grid, publish_grid
+from cgan_lightning.evaluation.protocol import ConditionalSampler
+from cgan_lightning.evaluation.sampling import seeded_normal, slerp
+
+
+def traversal_images(model: ConditionalSampler, endpoints: Tensor, steps: int, device: torch.device | str) -> Tensor:
+    """One slerp row per label between ``endpoints[k, 0]`` and ``endpoints[k, 1]``: ``[num_classes * steps, C, H, W]``.
+
+    Args:
+        model: the sampler.
+        endpoints: ``[num_classes, 2, latent_dim]``.
+        steps: frames per row, both ends included.
+        device: where to generate.
+    """
+    k = model.num_classes
+    if endpoints.shape[0] != k or endpoints.shape[1] != 2:
+        raise ValueError(f"endpoints must be [num_classes={k}, 2, latent_dim], got {tuple(endpoints.shape)}")
+    z = slerp(endpoints[:, 0], endpoints[:, 1], steps).reshape(k * steps, -1)
+    labels = torch.arange(k).repeat_interleave(steps)
+    return model.sample(labels.to(device), z=z.to(device))
+
+
+def traversal_scores(predictions: Tensor, num_classes: int, steps: int) -> dict[str, float]:
+    """``traversal/acc``: share of frames (row-major, one row per label) predicted as their row's label."""
+    rows = torch.arange(num_classes, device=predictions.device).repeat_interleave(steps)
+    return {"traversal/acc": float((predictions == rows).double().mean())}
+
+
+class LatentTraversal(FixedLatentCallback):
+    """For each label, ``steps`` frames along the great circle between two fixed latents (one row per label).
+
+    Saves ``<run dir>/traversal/epoch_<n>.png``, logs the image like :class:`InterferenceTest` and logs
+    ``traversal/acc``: the share of frames the classifier assigns to their row's label (a traversal should change
+    the style, not the class). The endpoints are drawn once from ``seed`` (a pair per label) and kept in the
+    callback's state. Under ``fast_dev_run`` the number is logged but no file is written.
+
+    Args:
+        steps: frames per row, both endpoints included (>= 2).
+        seed: seed of the endpoints.
+        every_n_epochs: render after every n-th training epoch.
+        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+    """
+
+    def __init__(self, steps: int = 8, seed: int = 0, every_n_epochs: int = 1,
+                 classifier: str | Path | None = None) -> None:
+        super().__init__(seed=seed, every_n_epochs=every_n_epochs, classifier=classifier)
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2 (both endpoints are shown), got {steps}")
+        self.steps = steps
+        #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
+        self.last_grid: Tensor | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(steps=self.steps)
+
+    def draw_latents(self, model: ConditionalSampler) -> Tensor:
+        return seeded_normal((model.num_classes, 2, model.latent_dim), self.seed)
+
+    def render(self, trainer: Trainer, model: ConditionalSampler, device: torch.device) -> None:
+        assert self.latents is not None and self.classifier is not None
+        images = traversal_images(model, self.latents, self.steps, device)
+        _, logits = self.classifier.features_and_logits(images)
+        self.last_scores = traversal_scores(logits.argmax(1), model.num_classes, self.steps)
+        self.last_grid = image_grid(images, columns=self.steps)
+        self.last_png = publish_grid(trainer, "traversal", self.last_grid, self.epoch(trainer))

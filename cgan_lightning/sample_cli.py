@@ -1,0 +1,181 @@
+"""``cgan-lightning sample``: draw digits of chosen labels from a trained checkpoint, without writing code.
+
+Examples::
+
+    cgan-lightning sample --ckpt_path last.ckpt --labels 3 7 --n_per_label 16 --out grid.png --seed 0
+    cgan-lightning sample --ckpt_path last.ckpt --labels all --n_per_label 100 --out samples.pt --ema
+
+A ``.png`` output is a grid with one row per label (in the order given) and ``n_per_label`` columns; a ``.pt``
+output is a ``torch.save``'d dict with ``images`` (float ``[N, C, H, W]`` in ``[-1, 1]``) and ``labels`` (int64
+``[N]``), in the same order. Every user error (bad labels, a missing or unreadable checkpoint, an output that
+cannot be written) ends with one line on stderr and exit status 2 (bad arguments) or 1 (everything else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+from torchvision.utils import save_image
+
+from cgan_lightning.checkpoint_checks import CheckpointError
+from cgan_lightning.checkpointing import atomic_torch_save
+from cgan_lightning.module import ConditionalGAN
+
+PROG = "cgan-lightning sample"
+OUTPUT_SUFFIXES = (".png", ".pt")
+
+
+class SampleError(Exception):
+    """A user error: reported as one line on stderr, with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage block on a bad argument; report a single line instead."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SampleError(f"{message} (see {PROG} --help)", exit_code=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``cgan-lightning sample``."""
+    parser = _OneLineParser(prog=PROG, description="Draw digits of chosen labels from a cgan-lightning checkpoint.",
+                            allow_abbrev=False)
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `cgan-lightning fit`")
+    parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL",
+                        help="class ids, e.g. `3 7` (one grid row each, in this order), or `all`")
+    parser.add_argument("--n_per_label", type=int, default=16, help="samples per label (default: 16)")
+    parser.add_argument("--out", required=True, help="output file: .png (a grid) or .pt (images and labels)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the latents; same seed, same images")
+    parser.add_argument("--ema", action="store_true",
+                        help="use the EMA of the generator's weights (the checkpoint must have been trained with "
+                             "--model.ema_decay); default: the raw weights")
+    parser.add_argument("--device", default="cpu", help="where to run the generator (default: cpu)")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="allow arbitrary pickled objects in the checkpoint (needed for some checkpoints "
+                             "written from Python; only for files you trust)")
+    return parser
+
+
+def parse_labels(tokens: Sequence[str], num_classes: int) -> list[int]:
+    """``["3", "7"]`` -> ``[3, 7]``; ``["all"]`` -> ``[0, ..., num_classes - 1]``.
+
+    Raises:
+        SampleError: a token that is not an integer, a label outside ``[0, num_classes)``, or ``all`` mixed
+            with other labels.
+    """
+    if any(t.lower() == "all" for t in tokens):
+        if len(tokens) != 1:
+            raise SampleError(f"--labels: `all` cannot be combined with other labels, got {' '.join(tokens)}", 2)
+        return list(range(num_classes))
+    labels = []
+    for token in tokens:
+        try:
+            labels.append(int(token))
+        except ValueError:
+            raise SampleError(f"--labels: {token!r} is not a label; expected integers in "
+                              f"[0, {num_classes - 1}] or `all`", 2) from None
+    bad = [v for v in labels if not 0 <= v < num_classes]
+    if bad:
+        raise SampleError(f"--labels: {bad[0]} is out of range; this checkpoint knows labels 0..{num_classes - 1}", 2)
+    return labels
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = False) -> ConditionalGAN:
+    """Load a :class:`ConditionalGAN` for sampling, turning every failure into a :class:`SampleError`."""
+    path = Path(ckpt_path)
+    if not path.exists():
+        raise SampleError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise SampleError(f"checkpoint path is not a file: {path}")
+    try:
+        model = ConditionalGAN.load_from_checkpoint(path, map_location=device, weights_only=not trust)
+    except CheckpointError as error:  # damaged or mismatched file: its message already names the file
+        raise SampleError(str(error)) from None
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise SampleError(f"{path} holds Python objects that a safe load refuses; if you trust the file, "
+                              "add --trust_checkpoint") from None
+        raise SampleError(f"could not read checkpoint {path}: {_first_line(error)} (truncated or corrupt?)") from None
+    except KeyError as error:
+        raise SampleError(f"{path} is not a cgan-lightning ConditionalGAN checkpoint (missing {error})") from None
+    except Exception as error:  # torch raises RuntimeError/EOFError/... on damaged files
+        raise SampleError(f"could not read checkpoint {path}: {_first_line(error)} (truncated or corrupt?)") from None
+    return model.eval()
+
+
+def draw(model: ConditionalGAN, labels: Sequence[int], n_per_label: int, seed: int | None = None,
+         ema: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``[len(labels) * n_per_label, C, H, W]`` (label-major order) and their labels, on the CPU."""
+    if n_per_label <= 0:
+        raise SampleError(f"--n_per_label must be a positive integer, got {n_per_label}", 2)
+    if ema and model.generator_ema is None:
+        raise SampleError("--ema: this checkpoint has no EMA weights (it was trained without --model.ema_decay)")
+    label_tensor = torch.tensor(labels, dtype=torch.long).repeat_interleave(n_per_label)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    images = model.sample(label_tensor, generator=generator, ema=ema)
+    return images.cpu(), label_tensor
+
+
+def write_output(images: torch.Tensor, labels: torch.Tensor, out: str | Path, n_per_label: int) -> None:
+    """Write a PNG grid (one row per label) or a ``.pt`` dict, per the suffix of ``out``."""
+    out = Path(out)
+    if out.is_dir():
+        raise SampleError(f"--out {out} is a directory; give a file name ending in .png or .pt")
+    blocker = next((parent for parent in out.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise SampleError(f"cannot write {out}: {blocker} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".png":
+            save_image(images, out, nrow=n_per_label, normalize=True, value_range=(-1, 1))
+        elif out.suffix.lower() == ".pt":
+            atomic_torch_save({"images": images, "labels": labels}, out)
+        else:
+            raise SampleError(f"--out must end in .png or .pt, got {str(out)!r}", 2)
+    except OSError as error:
+        raise SampleError(f"cannot write {out}: {error.strerror or _first_line(error)}") from None
+
+
+def run(argv: Sequence[str]) -> str:
+    """Parse ``argv``, sample and write; return the summary line. Raises :class:`SampleError` on user errors."""
+    args = build_parser().parse_args(list(argv))
+    if Path(args.out).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise SampleError(f"--out must end in .png or .pt, got {args.out!r}", 2)
+    if args.n_per_label <= 0:
+        raise SampleError(f"--n_per_label must be a positive integer, got {args.n_per_label}", 2)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SampleError(f"--device {args.device}: CUDA is not available here; use --device cpu", 2)
+    model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
+    labels = parse_labels(args.labels, model.num_classes)
+    images, label_tensor = draw(model, labels, args.n_per_label, args.seed, ema=args.ema)
+    write_output(images, label_tensor, args.out, args.n_per_label)
+    weights = "EMA" if args.ema else "raw"
+    return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {' '.join(map(str, labels))}, "
+            f"{weights} generator weights) to {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point (``cgan-lightning sample ...`` dispatches here): exits non-zero with one line on user errors."""
+    try:
+        print(run(sys.argv[1:] if argv is None else argv))
+    except SampleError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+
+
+__all__ = ["SampleError", "build_parser", "draw", "load_generator", "main", "parse_labels", "run", "write_output"]

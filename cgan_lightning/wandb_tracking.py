@@ -1,0 +1,145 @@
+"""Weights & Biases extras: the resolved CLI config in the W&B run, and per-class metrics as a table and bar charts.
+
+Both do nothing unless the trainer has a :class:`~lightning.pytorch.loggers.WandbLogger`, so they are safe to keep
+in every run. Offline use (no account, no network): ``WANDB_MODE=offline``; the run is written under
+``<save_dir>/wandb/offline-run-*`` and can be uploaded later with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+
+#: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
+#: copied from the instantiated model into the config that W&B receives.
+LINKED_MODEL_KEYS = ("num_classes", "image_shape")
+
+
+def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
+    """The trainer's W&B loggers (usually zero or one)."""
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def finish_wandb_runs(trainer: Trainer) -> None:
+    """End the W&B runs of the trainer's W&B loggers (after ``fit``: their final checkpoints are logged by then).
+
+    A process that calls ``fit`` again (a notebook, a test calling ``cli.main`` twice) then starts a new W&B run
+    instead of appending to the finished one, which ``WandbLogger`` would otherwise reuse.
+    """
+    for logger in wandb_loggers(trainer):
+        if logger._experiment is not None:  # never start a run just to finish it
+            logger.experiment.finish()
+
+
+class WandbSaveConfigCallback(SaveConfigCallback):
+    """LightningCLI's config saving, plus the fully resolved config in every W&B run.
+
+    As the base class, writes ``config.yaml`` to the trainer's log dir (the CLI passes ``overwrite=True``, so a
+    second run into the same W&B ``save_dir`` does not stop on the previous file). With a ``WandbLogger``, it
+    also:
+
+    - sends the resolved config to W&B with ``logger.log_hyperparams`` (nested as in the YAML: ``trainer``,
+      ``model``, ``data``, ``checkpoint``, ...), including the values the CLI links from the data module into
+      the model (``model.num_classes``, ``model.image_shape``), read from the instantiated model;
+    - keeps the re-loadable ``config.yaml`` in the W&B run's own files folder, so each run, even when several
+      share a ``save_dir``, carries the config that reproduces it (``--config <run>/files/config.yaml``).
+    """
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        loggers = wandb_loggers(trainer)
+        if not loggers:
+            return
+        config = self.resolved_config(pl_module)
+        for logger in loggers:
+            logger.log_hyperparams(config)
+            run_dir = Path(logger.experiment.dir)
+            self.parser.save(self.config, str(run_dir / self.config_filename), skip_none=False, overwrite=True)
+
+    def resolved_config(self, pl_module: LightningModule) -> dict[str, Any]:
+        """The parsed config as plain YAML types, with the linked model arguments filled in."""
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False)) or {}
+        model = config.setdefault("model", {})
+        for key in LINKED_MODEL_KEYS:
+            if key in pl_module.hparams:
+                value = pl_module.hparams[key]
+                model[key] = list(value) if isinstance(value, tuple) else value
+        return config
+
+
+_CLASS_KEY = re.compile(r"class_(\d+)$")
+
+
+def per_class_values(metrics: dict[str, Any], prefix: str) -> dict[int, float]:
+    """``{k: value}`` for every ``<prefix><k>`` in ``metrics`` (e.g. ``val/fid/class_3`` with prefix ``val/fid/``)."""
+    values = {}
+    for name, value in metrics.items():
+        if name.startswith(prefix) and (match := _CLASS_KEY.fullmatch(name[len(prefix):])):
+            values[int(match.group(1))] = float(value)
+    return values
+
+
+class WandbPerClassTable(Callback):
+    """After each validation (and test), logs per-class FID and accuracy to W&B as a ``wandb.Table`` and bar charts.
+
+    It reads what :class:`~cgan_lightning.evaluation.PerClassFID` logged (``val/fid/class_<k>`` and
+    ``val/acc/class_<k>``; ``test/...`` under ``test``) from ``trainer.callback_metrics``: PerClassFID logs in
+    ``on_validation_epoch_end``, this callback acts later, in ``on_validation_end`` / ``on_test_end``. When the
+    evaluation did not run this time (its ``every_n_epochs``), the values are unchanged and are not logged again.
+
+    Logged keys (``<split>`` is ``val`` or ``test``): ``<split>/per_class/table`` (columns ``class``, ``fid``,
+    ``accuracy``), ``<split>/per_class/fid_chart`` and ``<split>/per_class/acc_chart`` (bar charts over classes).
+    Without a ``WandbLogger`` it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._last_logged: dict[str, dict[int, tuple[float, float]]] = {}
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.log_tables(trainer, "val")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.log_tables(trainer, "test")
+
+    def log_tables(self, trainer: Trainer, split: str) -> None:
+        """Log the table and charts of ``split`` from ``trainer.callback_metrics`` (rank zero, W&B loggers only)."""
+        loggers = wandb_loggers(trainer)
+        if not loggers or not trainer.is_global_zero:
+            return
+        fid = per_class_values(trainer.callback_metrics, f"{split}/fid/")
+        acc = per_class_values(trainer.callback_metrics, f"{split}/acc/")
+        classes = sorted(set(fid) | set(acc))
+        if not classes:
+            return
+        current = {k: (fid.get(k, float("nan")), acc.get(k, float("nan"))) for k in classes}
+        if current == self._last_logged.get(split):  # the evaluation did not run this time
+            return
+        self._last_logged[split] = current
+        import wandb  # WandbLogger already requires it
+
+        table = wandb.Table(columns=["class", "fid", "accuracy"], data=[[str(k), *current[k]] for k in classes])
+        key = f"{split}/per_class"
+        payload = {
+            f"{key}/table": table,
+            f"{key}/fid_chart": wandb.plot.bar(table, "class", "fid", title="Per-class FID (lower is better)"),
+            f"{key}/acc_chart": wandb.plot.bar(table, "class", "accuracy",
+                                              title="Classifier accuracy on generated digits, per class"),
+        }
+        for logger in loggers:
+            logger.log_metrics(payload, step=trainer.global_step)
+
+
+__all__ = [
+    "LINKED_MODEL_KEYS",
+    "WandbPerClassTable",
+    "WandbSaveConfigCallback",
+    "finish_wandb_runs",
+    "per_class_values",
+    "wandb_loggers",
+]

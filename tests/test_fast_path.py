@@ -1,0 +1,231 @@
+"""The fast-path options: those that claim exactness change no number; the others stay close and run.
+
+Exact (same seed -> the same weights bit for bit): ``log_interval``, ``device_resident``. Equal to rounding:
+``joint_d_forward``, fused Adam (``examples/fast.yaml``), ``compile``. Runs and learns: ``bf16-mixed``.
+Speed itself is measured by ``benchmarks/train_throughput.py``, never asserted here.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from torch import nn
+
+from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule
+from cgan_lightning.cli import build_cli
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_G = partial(MLPGenerator, hidden_dims=(16, 32))  # has BatchNorm, as the reference G
+TINY_D = partial(MLPDiscriminator, hidden_dims=(32,))
+
+
+class StepLosses(Callback):
+    """Records ``(d_loss, g_loss)`` as logged at each batch (for runs that log every batch)."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: ConditionalGAN, outputs: object, batch: object,
+                           batch_idx: int) -> None:
+        metrics = trainer.callback_metrics
+        self.losses.append((metrics["train/d_loss_step"].item(), metrics["train/g_loss_step"].item()))
+
+
+def _fit(data_dir: Path, root: Path, seed: int = 3, epochs: int = 1, callbacks: list[Callback] | None = None,
+         precision: str | None = None, **model_kwargs: object) -> tuple[ConditionalGAN, Trainer]:
+    seed_everything(seed)
+    model = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, **model_kwargs)
+    trainer = Trainer(default_root_dir=root, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
+                      accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks or [],
+                      **({"precision": precision} if precision else {}))
+    # 200 train images in batches of 16: 13 batches, the last one of 8 images.
+    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=16))
+    return model, trainer
+
+
+def _assert_same_weights(a: ConditionalGAN, b: ConditionalGAN) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def _max_weight_difference(a: ConditionalGAN, b: ConditionalGAN) -> float:
+    sb = b.state_dict()
+    return max((v.float() - sb[k].float()).abs().max().item() for k, v in a.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------- log_interval
+def test_log_interval_changes_no_weight_and_logs_window_means(fake_mnist_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    every_batch = StepLosses()
+    model_1, trainer_1 = _fit(fake_mnist_dir, tmp_path / "a", callbacks=[every_batch])
+
+    log_calls: list[int] = []
+    original = ConditionalGAN.log_dict
+
+    def counting_log_dict(self: ConditionalGAN, metrics: dict, *args: object, **kwargs: object) -> None:
+        log_calls.append(int(kwargs["batch_size"]))  # type: ignore[arg-type]
+        original(self, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalGAN, "log_dict", counting_log_dict)
+    model_5, trainer_5 = _fit(fake_mnist_dir, tmp_path / "b", log_interval=5)
+
+    _assert_same_weights(model_1, model_5)  # logging less often changes no number of the training
+    # Windows: batches 1-5, 6-10, then 11-13 closed by the end of the epoch (the last batch has 8 images).
+    assert log_calls == [80, 80, 40]
+    losses = every_batch.losses
+    assert len(losses) == 13
+    sizes = [16] * 12 + [8]
+    last_window = sum(d * n for (d, _), n in zip(losses[10:], sizes[10:], strict=True)) / 40
+    assert trainer_5.callback_metrics["train/d_loss_step"].item() == pytest.approx(last_window, rel=1e-5)
+    for key in ("train/d_loss_epoch", "train/g_loss_epoch", "train/d_real_epoch", "train/d_fake_epoch"):
+        assert trainer_5.callback_metrics[key].item() == pytest.approx(trainer_1.callback_metrics[key].item(),
+                                                                       rel=1e-5), key
+    assert trainer_5.callback_metrics["train/batches_seen"] == 13
+
+
+def test_log_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="log_interval must be >= 1"):
+        ConditionalGAN(log_interval=0)
+
+
+# -------------------------------------------------------------------------------------------- joint D pass
+def test_joint_d_forward_matches_separate_forwards(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    separate = StepLosses()
+    joint = StepLosses()
+    _fit(fake_mnist_dir, tmp_path / "a", callbacks=[separate])
+    _fit(fake_mnist_dir, tmp_path / "b", callbacks=[joint], joint_d_forward=True)
+    # One matrix product over 2B rows sums in another order than two over B: equal to float rounding, which
+    # Adam's normalized steps then carry into the weights (by far less than one step of lr 2e-4 by step 13).
+    assert joint.losses[0] == pytest.approx(separate.losses[0], rel=1e-6)
+    assert len(joint.losses) == 13
+    for got, want in zip(joint.losses, separate.losses, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
+
+
+class BatchNormD(nn.Module):
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(images).squeeze(1)
+
+
+class AuxHeadD(MLPDiscriminator):
+    def logits_and_aux_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self(images, labels), None
+
+
+@pytest.mark.parametrize(("discriminator", "message"), [(BatchNormD, "without batch norm"),
+                                                         (AuxHeadD, "auxiliary head")])
+def test_joint_d_forward_refuses_discriminators_it_would_change(discriminator: type, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConditionalGAN(discriminator=discriminator, joint_d_forward=True)
+    ConditionalGAN(discriminator=discriminator)  # fine without the option
+
+
+# --------------------------------------------------------------------------------------- device residency
+def _batches(dm: MNISTDataModule) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    loader = dm.train_dataloader()
+    loader.set_epoch(1)
+    return list(loader)
+
+
+def test_device_resident_gives_the_same_batches(fake_mnist_dir: Path) -> None:
+    host = MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16, seed=5)
+    resident = MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16, seed=5, device_resident=True)
+    for dm in (host, resident):
+        dm.setup("fit")
+    pairs = list(zip(_batches(host), _batches(resident), strict=True))
+    assert len(pairs) == 13
+    for (x_host, y_host), (x_res, y_res) in pairs:
+        assert torch.equal(x_host, x_res) and torch.equal(y_host, y_res)
+
+
+def test_device_resident_indexes_on_the_trainers_device_and_copies_once(fake_mnist_dir: Path) -> None:
+    # A stand-in trainer on the "meta" device: shapes and devices are checked without any accelerator.
+    dm = MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16, device_resident=True)
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")), global_rank=0,
+                                 world_size=1)  # type: ignore[assignment]
+    dm.setup("fit")
+    first, second = dm.train_dataloader(), dm.train_dataloader()
+    assert first.images.device.type == "meta" and first.labels.device.type == "meta"
+    assert first.images is second.images  # copied to the device once, not per loader
+    images, labels = next(iter(first))
+    assert images.device.type == "meta" and images.shape == (16, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.device.type == "meta" and labels.shape == (16,)
+    assert dm.split("train")[0].device.type == "cpu"  # the host copy is untouched
+
+
+def test_device_resident_training_is_exact(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    model_a, _ = _fit(fake_mnist_dir, tmp_path / "a")
+    seed_everything(3)
+    model = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D)
+    trainer = Trainer(default_root_dir=tmp_path / "b", max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
+                      accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16, device_resident=True))
+    _assert_same_weights(model_a, model)
+
+
+# ------------------------------------------------------------------------------- configs, compile, bf16
+def test_fast_config_builds_fused_optimizers_and_trains(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    cli = build_cli([f"--config={REPO / 'examples' / 'fast.yaml'}", f"--data.data_dir={fake_mnist_dir}",
+                     "--data.download=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
+                     "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+                     f"--trainer.default_root_dir={tmp_path}", "--model.latent_dim=8"], run=False)
+    assert cli.model.log_interval == 50 and cli.model.joint_d_forward
+    assert not cli.trainer.progress_bar_callback
+    before = cli.model.generator.model[0].weight.detach().clone()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert all(opt.defaults["fused"] for opt in cli.trainer.optimizers)
+    assert not torch.equal(before, cli.model.generator.model[0].weight)
+    assert torch.isfinite(cli.trainer.callback_metrics["train/g_loss_epoch"])
+
+
+def test_fused_adam_stays_close_to_the_default(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    fused = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=True)
+    default, with_fused = StepLosses(), StepLosses()
+    _fit(fake_mnist_dir, tmp_path / "a", callbacks=[default])
+    _fit(fake_mnist_dir, tmp_path / "b", callbacks=[with_fused], optimizer_g=fused, optimizer_d=fused)
+    assert len(with_fused.losses) == 13
+    for got, want in zip(with_fused.losses, default.losses, strict=True):  # one kernel rounds differently
+        assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_compile_works_in_place_and_keeps_checkpoint_keys() -> None:
+    plain = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D)
+    compiled = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, compile=True)
+    assert compiled.generator._compiled_call_impl is not None
+    assert compiled.discriminator._compiled_call_impl is not None
+    assert plain.generator._compiled_call_impl is None
+    assert compiled.state_dict().keys() == plain.state_dict().keys()
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    model_a, trainer_a = _fit(fake_mnist_dir, tmp_path / "a")
+    model_b, trainer_b = _fit(fake_mnist_dir, tmp_path / "b", compile=True)  # inductor: compiles C++ on the CPU
+    for key in ("train/d_loss_epoch", "train/g_loss_epoch"):
+        assert trainer_b.callback_metrics[key].item() == pytest.approx(trainer_a.callback_metrics[key].item(),
+                                                                       rel=1e-3)
+    assert _max_weight_difference(model_a, model_b) < 1e-3
+
+
+def test_bf16_mixed_precision_trains_with_float32_weights(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    model_32, trainer_32 = _fit(fake_mnist_dir, tmp_path / "a")
+    model, trainer = _fit(fake_mnist_dir, tmp_path / "b", precision="bf16-mixed")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for key in ("train/d_loss_epoch", "train/g_loss_epoch"):
+        value = trainer.callback_metrics[key].item()
+        # bf16 keeps ~3 significant digits: close to the float32 run, yet not equal to it.
+        assert value == pytest.approx(trainer_32.callback_metrics[key].item(), rel=0.05), key
+    assert _max_weight_difference(model_32, model) > 0
