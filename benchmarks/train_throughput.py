@@ -2,20 +2,23 @@
 
 Each side runs in a fresh subprocess (so its peak RSS is its own) on the same data, for the same number of
 epochs, and is timed after the same warm-up; the two alternate ``--rounds`` times and the medians are
-reported, because the machines these figures come from are shared and noisy.
+reported, because the machines these figures come from are shared and noisy. Besides wall-clock images/s,
+each run reports images per CPU-second of its own process, which waiting for a busy core does not dilute.
 
 - ``reference``: the design's loop written out plainly: torchvision MNIST with per-image transforms
   (Resize, ToTensor, Normalize), a shuffled ``DataLoader`` of batch 64, the two MLPs ending in Sigmoid with
   ``nn.BCELoss``, ``Adam(2e-4, betas=(0.5, 0.999))`` each, a G step then a D step per batch.
 - ``library``: ``ConditionalGAN`` (reference MLPs, BCE, the same Adam) + ``MNISTDataModule`` (batch 64)
   under ``Trainer.fit`` with the options of ``--library_config`` (``examples/fast.yaml`` by default).
+- ``plain`` (``--with_plain``): the fast path's maths in a bare PyTorch loop, the floor without Lightning.
 
 ``--mode eval`` times the evaluation path instead: PerClassFID on 10 classes x 1000 generated samples.
 
 Examples::
 
     python benchmarks/train_throughput.py                          # CPU, 5 alternating rounds
-    python benchmarks/train_throughput.py --rounds 3 --epochs 3
+    python benchmarks/train_throughput.py --threads 1 --with_plain
+    python benchmarks/train_throughput.py --library_config ''     # the library without the fast options
     python benchmarks/train_throughput.py --mode eval
 """
 
@@ -227,6 +230,58 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
             "batches": timer.batches}
 
 
+# ------------------------------------------------------------------------------------ the plain-loop floor
+def run_plain(args: argparse.Namespace) -> dict[str, Any]:
+    """The fast path's maths in a bare PyTorch loop: what the library would reach with no framework cost.
+
+    The library's networks, losses and in-memory batches, fused Adam, real and fake through D in one forward,
+    D step then G step with D frozen for the latter; no Lightning, no logging, no checks.
+    """
+    import torch
+
+    from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
+    from cgan_lightning.losses import bce_d_loss, bce_g_loss
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    data = MNISTDataModule(args.data_dir, download=False, batch_size=64, seed=args.seed)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    generator, discriminator = MLPGenerator().to(device), MLPDiscriminator().to(device)
+    adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True}
+    opt_g = torch.optim.Adam(generator.parameters(), **adam)
+    opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
+    seen, start, cpu_start, batches = 0, None, 0.0, 0
+    for epoch in range(args.epochs):
+        loader.set_epoch(epoch)
+        for real, labels in loader:
+            if batches == args.warmup_batches:
+                sync(device)
+                start, cpu_start, seen = time.perf_counter(), time.process_time(), 0
+            real, labels = real.to(device), labels.to(device)
+            n = real.size(0)
+            fake_labels = torch.randint(0, 10, (n,), device=device)
+            fake = generator(torch.randn(n, 100, device=device), fake_labels)
+            discriminator.requires_grad_(True)
+            logits = discriminator(torch.cat((real, fake.detach())), torch.cat((labels, fake_labels)))
+            d_loss = bce_d_loss(logits[:n], logits[n:])
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            discriminator.requires_grad_(False)
+            g_loss = bce_g_loss(discriminator(fake, fake_labels))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            batches += 1
+            seen += n
+    sync(device)
+    if start is None:
+        raise ValueError(f"--warmup_batches {args.warmup_batches} leaves no batch to time in {batches} batches")
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "images": seen, "batches": batches}
+
+
 # ------------------------------------------------------------------------------------------- evaluation
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """PerClassFID's work: real statistics of the test split once, then 10 x ``eval_samples`` generated digits.
@@ -280,7 +335,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-WORKERS = {"reference": run_reference, "library": run_library, "eval": run_eval}
+WORKERS = {"reference": run_reference, "library": run_library, "plain": run_plain, "eval": run_eval}
 
 
 # ------------------------------------------------------------------------------------------ orchestration
@@ -322,11 +377,12 @@ def compare_training(args: argparse.Namespace, argv: list[str]) -> None:
     """Alternate reference and library runs ``--rounds`` times; print every round, then the medians."""
     print(f"training throughput: reference loop vs library ({args.library_config or 'library defaults'}); "
           f"{settings(args)}", flush=True)
-    rows: dict[str, list[dict[str, Any]]] = {"reference": [], "library": []}
+    sides = ("reference", "library", "plain") if args.with_plain else ("reference", "library")
+    rows: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     ratios, cpu_ratios = [], []
     for r in range(args.rounds):
         # Alternate which side goes first, so that a slow spell on the shared machine hits both.
-        order = ("reference", "library") if r % 2 == 0 else ("library", "reference")
+        order = sides if r % 2 == 0 else sides[::-1]
         for side in order:
             rows[side].append(spawn(side, args, argv))
         ref, lib = rows["reference"][-1], rows["library"][-1]
@@ -336,6 +392,10 @@ def compare_training(args: argparse.Namespace, argv: list[str]) -> None:
               f"({ref['images_per_cpu_s']:.0f}/CPU-s, {ref['peak_rss_mib']:.0f} MiB), library "
               f"{lib['images_per_s']:6.0f} img/s ({lib['images_per_cpu_s']:.0f}/CPU-s, {lib['peak_rss_mib']:.0f} MiB), "
               f"ratio {ratios[-1]:.2f}x (CPU time {cpu_ratios[-1]:.2f}x)", flush=True)
+        if args.with_plain:
+            plain = rows["plain"][-1]
+            print(f"    plain loop {plain['images_per_s']:6.0f} img/s ({plain['images_per_cpu_s']:.0f}/CPU-s, "
+                  f"{plain['peak_rss_mib']:.0f} MiB)", flush=True)
 
     def med(side: str, key: str) -> float:
         return statistics.median(row[key] for row in rows[side])
@@ -345,7 +405,7 @@ def compare_training(args: argparse.Namespace, argv: list[str]) -> None:
           f"{args.warmup_batches} warm-up batches; batch 64, {settings(args)}):\n")
     print("| run | images/s | images per CPU-second | peak RSS (MiB) |")
     print("|---|---:|---:|---:|")
-    for side in ("reference", "library"):
+    for side in sides:
         print(f"| {side} | {med(side, 'images_per_s'):.0f} | {med(side, 'images_per_cpu_s'):.0f} | "
               f"{med(side, 'peak_rss_mib'):.0f} |")
     print(f"| library / reference | {statistics.median(ratios):.2f}x | {statistics.median(cpu_ratios):.2f}x | "
@@ -398,6 +458,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cgan-lightning config of the library run ('' for the library's defaults)")
     p.add_argument("--library_arg", dest="library_args", action="append", default=[],
                    help="one extra cgan-lightning fit argument (repeatable), e.g. --library_arg=--model.compile=true")
+    p.add_argument("--with_plain", action="store_true",
+                   help="also time the fast path's maths in a bare PyTorch loop (the floor without Lightning)")
     p.add_argument("--eval_samples", type=int, default=1000, help="--mode eval: generated samples per class")
     p.add_argument("--eval_repeats", type=int, default=3, help="--mode eval: evaluations per run (median)")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

@@ -108,11 +108,11 @@ def test_interference_and_traversal_images_each_validation(wandb_runs: list[Offl
 
 
 def test_wandb_images_show_the_same_pixels_as_the_png_on_disk(wandb_runs: list[OfflineRun]) -> None:
-    run = wandb_runs[-1]  # the PNGs on disk (under the shared save_dir) are the last run's
-    for name in ("interference", "traversal"):
-        logged = run.path / "files" / run.values(f"{name}/grid/filenames")[-1][0]
-        on_disk = run.path.parents[1] / name / "epoch_001.png"
-        assert np.array_equal(np.asarray(Image.open(logged).convert("RGB")), np.asarray(Image.open(on_disk))), name
+    for run in wandb_runs:  # each run writes its PNGs under <save_dir>/<project>/<run id>/, never over another's
+        for name in ("interference", "traversal"):
+            logged = run.path / "files" / run.values(f"{name}/grid/filenames")[-1][0]
+            on_disk = run.path.parents[1] / "test" / run.run_id / name / "epoch_001.png"
+            assert np.array_equal(np.asarray(Image.open(logged).convert("RGB")), np.asarray(Image.open(on_disk))), name
 
 
 def test_final_checkpoint_is_an_artifact(wandb_runs: list[OfflineRun]) -> None:

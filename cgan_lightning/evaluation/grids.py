@@ -34,8 +34,14 @@ def grid_shape(rows: int, columns: int, height: int, width: int) -> tuple[int, i
 def run_dir(trainer: Any) -> Path:
     """The run's directory: ``trainer.log_dir`` (the logger's version folder) or ``default_root_dir``.
 
-    Call it on every process: ``trainer.log_dir`` broadcasts from rank zero.
+    A ``WandbLogger``'s ``log_dir`` is its shared ``save_dir``, so there the folder is
+    ``<save_dir>/<project>/<run id>``, the one ``ModelCheckpoint`` uses: runs into one save_dir keep their PNGs apart.
+    Call it on every process: the path is broadcast from rank zero.
     """
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if isinstance(logger, WandbLogger) and logger.save_dir is not None:
+        path = str(Path(logger.save_dir) / str(logger.name) / str(logger.version))
+        return Path(trainer.strategy.broadcast(path))
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
