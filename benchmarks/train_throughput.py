@@ -17,7 +17,7 @@ each run reports images per CPU-second of its own process, which waiting for a b
 Examples::
 
     python benchmarks/train_throughput.py                          # CPU, 5 alternating rounds
-    python benchmarks/train_throughput.py --threads 1 --with_plain
+    python benchmarks/train_throughput.py --threads 1 --with_plain  # both sides on one thread
     python benchmarks/train_throughput.py --library_config ''     # the library without the fast options
     python benchmarks/train_throughput.py --mode eval
 """
@@ -200,6 +200,7 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
     from lightning.pytorch import Callback
 
     from cgan_lightning.cli import build_cli
+    from cgan_lightning.threads import TorchThreads
 
     class Timer(Callback):
         """Starts the clock at batch ``warmup_batches`` and stops it when fit ends; counts images in between."""
@@ -221,6 +222,10 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
             self.stop, self.cpu = time.perf_counter(), time.process_time() - self.cpu
 
     cli = build_cli(library_cli_args(args), run=False)
+    if args.threads:  # --threads N: the same count on both sides, overriding the config's TorchThreads
+        for callback in cli.trainer.callbacks:
+            if isinstance(callback, TorchThreads):
+                callback.num_threads = args.threads
     timer = Timer()
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -367,7 +372,7 @@ def spawn(side: str, args: argparse.Namespace, argv: list[str]) -> dict[str, Any
 
 
 def settings(args: argparse.Namespace) -> str:
-    threads = args.threads or f"torch default ({os.cpu_count()} cores)"
+    threads = args.threads or f"torch's default ({os.cpu_count()} cores) unless the library config sets TorchThreads"
     return (f"{args.accelerator}, torch threads: {threads}, "
             f"OMP_WAIT_POLICY={args.omp_wait_policy or os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
             f"load average {os.getloadavg()[0]:.1f}")
@@ -447,10 +452,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=4, help="epochs per timed run (each side the same)")
     p.add_argument("--warmup_batches", type=int, default=20, help="batches run before the clock starts")
     p.add_argument("--rounds", type=int, default=5, help="alternating reference/library rounds (eval: runs)")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads in each run (0: torch's default)")
-    p.add_argument("--omp_wait_policy", default="PASSIVE",
-                   help="OMP_WAIT_POLICY of both sides ('' keeps the environment's): idle OpenMP threads sleep\n"
-                        "instead of spinning, which on a shared, busy machine keeps 2-thread runs from stalling")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch.set_num_threads on every side, overriding a TorchThreads callback in the library\n"
+                        "config (0: torch's default, or what that callback sets)")
+    p.add_argument("--omp_wait_policy", default="",
+                   help="OMP_WAIT_POLICY of every side ('', the default: the environment's). PASSIVE (idle OpenMP\n"
+                        "threads sleep instead of spinning) keeps 2-thread runs from stalling on a busy machine\n"
+                        "but slows them on an idle one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="device of the reference loop (and of --mode eval)")
     p.add_argument("--accelerator", default="cpu", help="Trainer accelerator of the library run")

@@ -9,6 +9,7 @@ from cgan_lightning.interrupts import SaveOnInterrupt
 from cgan_lightning.losses import LOSSES, AdversarialLoss, get_loss
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.networks import MLPDiscriminator, MLPGenerator
+from cgan_lightning.threads import TorchThreads
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,6 @@ __all__ = [
     "MNISTDataModule",
     "NonFiniteLossError",
     "SaveOnInterrupt",
+    "TorchThreads",
     "get_loss",
 ]

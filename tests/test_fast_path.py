@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch import nn
 
-from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule
+from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, TorchThreads
 from cgan_lightning.cli import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,6 +189,42 @@ def test_fast_config_builds_fused_optimizers_and_trains(fake_mnist_dir: Path, tm
     assert all(opt.defaults["fused"] for opt in cli.trainer.optimizers)
     assert not torch.equal(before, cli.model.generator.model[0].weight)
     assert torch.isfinite(cli.trainer.callback_metrics["train/g_loss_epoch"])
+
+
+class ThreadsSeen(Callback):
+    """Records ``torch.get_num_threads()`` at every training batch."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: ConditionalGAN, batch: object, batch_idx: int) -> None:
+        self.seen.add(torch.get_num_threads())
+
+
+def test_torch_threads_sets_the_count_for_fit_and_restores_it(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    seen = ThreadsSeen()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _fit(fake_mnist_dir, tmp_path, callbacks=[TorchThreads(1), seen])
+        assert seen.seen == {1}
+        assert torch.get_num_threads() == 2  # the caller's setting is back after fit
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_threads_from_a_config(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    cli = build_cli([f"--config={REPO / 'examples' / 'fast.yaml'}", f"--data.data_dir={fake_mnist_dir}",
+                     "--data.download=false", "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+                     "--model.latent_dim=8", "--trainer.callbacks+=cgan_lightning.threads.TorchThreads",
+                     "--trainer.callbacks.num_threads=1"], run=False)
+    assert [cb.num_threads for cb in cli.trainer.callbacks if isinstance(cb, TorchThreads)] == [1]
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_torch_threads_rejects_bad_counts(bad: object) -> None:
+    with pytest.raises(ValueError, match="num_threads must be an integer >= 1"):
+        TorchThreads(bad)  # type: ignore[arg-type]
 
 
 def test_fused_adam_stays_close_to_the_default(fake_mnist_dir: Path, tmp_path: Path) -> None:
