@@ -8,22 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from fault_helpers import tiny_cli_args
-from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch import Trainer, seed_everything
+from recorders import LossRecorder
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule
 from cgan_lightning.cli import main
-
-
-class LossRecorder(Callback):
-    """Keeps ``(d_loss, g_loss)`` of every training step as Python floats."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[float, float]] = []
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: ConditionalGAN, outputs: object, batch: object,
-                           batch_idx: int) -> None:
-        metrics = trainer.callback_metrics
-        self.losses.append((metrics["train/d_loss_step"].item(), metrics["train/g_loss_step"].item()))
 
 
 def _run(data_dir: Path, root: Path, seed: int) -> tuple[list[tuple[float, float]], dict[str, torch.Tensor],

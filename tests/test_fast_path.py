@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from recorders import LossRecorder, ThreadsSeen
 from torch import nn
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, TorchThreads
@@ -22,18 +23,6 @@ from cgan_lightning.cli import build_cli
 REPO = Path(__file__).resolve().parents[1]
 TINY_G = partial(MLPGenerator, hidden_dims=(16, 32))  # has BatchNorm, as the reference G
 TINY_D = partial(MLPDiscriminator, hidden_dims=(32,))
-
-
-class StepLosses(Callback):
-    """Records ``(d_loss, g_loss)`` as logged at each batch (for runs that log every batch)."""
-
-    def __init__(self) -> None:
-        self.losses: list[tuple[float, float]] = []
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: ConditionalGAN, outputs: object, batch: object,
-                           batch_idx: int) -> None:
-        metrics = trainer.callback_metrics
-        self.losses.append((metrics["train/d_loss_step"].item(), metrics["train/g_loss_step"].item()))
 
 
 def _fit(data_dir: Path, root: Path, seed: int = 3, epochs: int = 1, callbacks: list[Callback] | None = None,
@@ -64,7 +53,7 @@ def _max_weight_difference(a: ConditionalGAN, b: ConditionalGAN) -> float:
 # ------------------------------------------------------------------------------------------- log_interval
 def test_log_interval_changes_no_weight_and_logs_window_means(fake_mnist_dir: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    every_batch = StepLosses()
+    every_batch = LossRecorder()
     model_1, trainer_1 = _fit(fake_mnist_dir, tmp_path / "a", callbacks=[every_batch])
 
     log_calls: list[int] = []
@@ -98,8 +87,8 @@ def test_log_interval_must_be_positive() -> None:
 
 # -------------------------------------------------------------------------------------------- joint D pass
 def test_joint_d_forward_matches_separate_forwards(fake_mnist_dir: Path, tmp_path: Path) -> None:
-    separate = StepLosses()
-    joint = StepLosses()
+    separate = LossRecorder()
+    joint = LossRecorder()
     _fit(fake_mnist_dir, tmp_path / "a", callbacks=[separate])
     _fit(fake_mnist_dir, tmp_path / "b", callbacks=[joint], joint_d_forward=True)
     # One matrix product over 2B rows sums in another order than two over B: equal to float rounding, which
@@ -191,16 +180,6 @@ def test_fast_config_builds_fused_optimizers_and_trains(fake_mnist_dir: Path, tm
     assert torch.isfinite(cli.trainer.callback_metrics["train/g_loss_epoch"])
 
 
-class ThreadsSeen(Callback):
-    """Records ``torch.get_num_threads()`` at every training batch."""
-
-    def __init__(self) -> None:
-        self.seen: set[int] = set()
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: ConditionalGAN, batch: object, batch_idx: int) -> None:
-        self.seen.add(torch.get_num_threads())
-
-
 def test_torch_threads_sets_the_count_for_fit_and_restores_it(fake_mnist_dir: Path, tmp_path: Path) -> None:
     seen = ThreadsSeen()
     before = torch.get_num_threads()
@@ -229,7 +208,7 @@ def test_torch_threads_rejects_bad_counts(bad: object) -> None:
 
 def test_fused_adam_stays_close_to_the_default(fake_mnist_dir: Path, tmp_path: Path) -> None:
     fused = partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=True)
-    default, with_fused = StepLosses(), StepLosses()
+    default, with_fused = LossRecorder(), LossRecorder()
     _fit(fake_mnist_dir, tmp_path / "a", callbacks=[default])
     _fit(fake_mnist_dir, tmp_path / "b", callbacks=[with_fused], optimizer_g=fused, optimizer_d=fused)
     assert len(with_fused.losses) == 13
