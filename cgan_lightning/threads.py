@@ -13,7 +13,9 @@ class TorchThreads(Callback):
     matrix products are too small to pay for waking and joining a second OpenMP thread each op
     (README, "Performance": on the 2-core benchmark machine one thread trains about 1.4x faster than two).
 
-    Under DDP each process sets its own count (``num_threads`` per process).
+    Under DDP each process sets its own count (``num_threads`` per process). Not exact: another thread count sums
+    floats in another order, so losses and weights differ in the last bits and drift apart over a run (README,
+    "Determinism").
 
     Args:
         num_threads: intra-op threads for the run (``torch.set_num_threads``); must be >= 1.
