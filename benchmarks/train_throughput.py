@@ -60,6 +60,16 @@ def sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_result(args: argparse.Namespace, device: Any, start: float | None, cpu_start: float, seen: int,
+                 batches: int) -> dict[str, Any]:
+    """A hand-written loop's figures once it ends: time since the clock started at batch ``--warmup_batches``."""
+    sync(device)
+    if start is None:
+        raise ValueError(f"--warmup_batches {args.warmup_batches} leaves no batch to time in {batches} batches")
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "images": seen, "batches": batches}
+
+
 # ------------------------------------------------------------------------------------- the reference loop
 def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     """The design's training loop, as written there (only the timing around it is added)."""
@@ -134,7 +144,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     optimizer_G = optim.Adam(generator.parameters(), lr=learning_rate, betas=(0.5, 0.999))
     optimizer_D = optim.Adam(discriminator.parameters(), lr=learning_rate, betas=(0.5, 0.999))
 
-    seen, start = 0, None
+    seen, start, cpu_start = 0, None, 0.0
     batches = 0
     for epoch in range(args.epochs):
         for i, (imgs, labels) in enumerate(train_loader):
@@ -170,11 +180,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
                       f"Loss D: {d_loss.item():.4f}, loss G: {g_loss.item():.4f}", file=sys.stderr)
             batches += 1
             seen += batch_size
-    sync(device)
-    if start is None:
-        raise ValueError(f"--warmup_batches {args.warmup_batches} leaves no batch to time in {batches} batches")
-    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
-            "images": seen, "batches": batches}
+    return timed_result(args, device, start, cpu_start, seen, batches)
 
 
 # --------------------------------------------------------------------------------------- the library run
@@ -280,11 +286,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             opt_g.step()
             batches += 1
             seen += n
-    sync(device)
-    if start is None:
-        raise ValueError(f"--warmup_batches {args.warmup_batches} leaves no batch to time in {batches} batches")
-    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
-            "images": seen, "batches": batches}
+    return timed_result(args, device, start, cpu_start, seen, batches)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
