@@ -9,9 +9,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 class TorchThreads(Callback):
     """Run ``fit`` / ``validate`` / ``test`` with ``torch.set_num_threads(num_threads)``; restore the old count after.
 
-    Small models on few cores are often faster with fewer intra-op threads: at batch 64 the reference MLPs'
-    matrix products are too small to pay for waking and joining a second OpenMP thread each op
-    (README, "Performance": on the 2-core benchmark machine one thread trains about 1.4x faster than two).
+    When other jobs share the cores, fewer intra-op threads are faster: each small op of the reference MLPs then
+    waits for a descheduled second OpenMP thread (README, "Performance": on a busy 2-core machine one thread
+    trained 1.5x faster than two; on the same machine idle, two threads were 1.4x faster than one).
 
     Under DDP each process sets its own count (``num_threads`` per process). Not exact: another thread count sums
     floats in another order, so losses and weights differ in the last bits and drift apart over a run (README,
