@@ -26,7 +26,7 @@ from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from cgan_lightning import ConditionalGAN
-from cgan_lightning.checkpoint_checks import verify_checkpoint_file
+from cgan_lightning.utilities.checkpoint_files import verify_checkpoint_file
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:

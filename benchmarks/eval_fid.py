@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.evaluation import PerClassEvaluator
-from cgan_lightning.evaluation.sampling import image_label_batches
+from cgan_lightning import ConditionalGAN, MNISTDataModule, PerClassEvaluator
+from cgan_lightning.metrics.sampling import image_label_batches
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -205,8 +205,8 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
     """``Trainer.fit`` of ``ConditionalGAN`` + ``MNISTDataModule`` built by the CLI from ``--library_config``."""
     from lightning.pytorch import Callback
 
-    from cgan_lightning.cli import build_cli
-    from cgan_lightning.threads import TorchThreads
+    from cgan_lightning.callbacks.torch_threads import TorchThreads
+    from cgan_lightning.cli.lightning_cli import build_cli
 
     class Timer(Callback):
         """Starts the clock at batch ``warmup_batches`` and stops it when fit ends; counts images in between."""
@@ -300,9 +300,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from lightning.pytorch import Trainer, seed_everything
 
-    from cgan_lightning import ConditionalGAN, MNISTDataModule
-    from cgan_lightning.evaluation import PerClassEvaluator, PerClassFID
-    from cgan_lightning.evaluation.sampling import image_label_batches
+    from cgan_lightning import ConditionalGAN, MNISTDataModule, PerClassEvaluator, PerClassFID
+    from cgan_lightning.metrics.sampling import image_label_batches
 
     seed_everything(args.seed, verbose=False)
     device = torch.device(args.device)

@@ -11,19 +11,19 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from cgan_lightning.checkpoint_checks import (
+from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
+from cgan_lightning.losses import DiscriminatorPenalty, get_loss, r1_penalty
+from cgan_lightning.nn.ema import GeneratorEMA
+from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
+from cgan_lightning.plugins.checkpoint_io import RNGStateCheckpoint
+from cgan_lightning.strategies.gan_ddp import allow_unused_parameters, seed_ranks_apart
+from cgan_lightning.utilities.argument_checks import ImageShape, as_label_tensor, build_optimizer, check_latents
+from cgan_lightning.utilities.checkpoint_files import (
     CheckpointError,
     check_checkpoint_matches,
     is_local_path,
     verify_checkpoint_file,
 )
-from cgan_lightning.checkpointing import RNGStateCheckpoint
-from cgan_lightning.distributed import allow_unused_parameters, seed_ranks_apart
-from cgan_lightning.ema import GeneratorEMA
-from cgan_lightning.interrupts import SaveOnInterrupt
-from cgan_lightning.losses import DiscriminatorPenalty, get_loss, r1_penalty
-from cgan_lightning.networks import MLPDiscriminator, MLPGenerator
-from cgan_lightning.validation import ImageShape, as_label_tensor, build_optimizer, check_latents
 
 #: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` + ``init_args``.
 GeneratorFactory = Callable[[int, int, ImageShape], nn.Module]
@@ -90,7 +90,7 @@ class ConditionalGAN(LightningModule):
 
     Discriminator hooks: the loss's ``penalty`` (WGAN-GP) and R1 are added to D's loss; a discriminator that
     defines ``logits_and_aux_loss(images, labels) -> (logits, aux_loss | None)`` (the AC-GAN head of
-    :class:`~cgan_lightning.conv_networks.DCGANDiscriminator`) has its auxiliary loss on real pairs added to D's
+    :class:`~cgan_lightning.nn.dcgan.DCGANDiscriminator`) has its auxiliary loss on real pairs added to D's
     loss and on generated pairs added to G's loss.
     """
 

@@ -24,9 +24,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule
-from cgan_lightning.cli import build_cli
-from cgan_lightning.evaluation import PerClassFID
+from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, PerClassFID
+from cgan_lightning.cli.lightning_cli import build_cli
 
 #: Generated images per class for PerClassFID (each of the 2 ranks generates half).
 FID_SAMPLES_PER_CLASS = 12

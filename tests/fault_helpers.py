@@ -14,7 +14,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from cgan_lightning.networks import MLPDiscriminator
+from cgan_lightning.nn.mlp import MLPDiscriminator
 
 
 class Heartbeat(Callback):

@@ -23,7 +23,7 @@ from cgan_lightning import (
     MNISTDataModule,
     losses,
 )
-from cgan_lightning.conditioning import LabelFreeBatchNorm2d, make_norm
+from cgan_lightning.nn.conditioning import LabelFreeBatchNorm2d, make_norm
 
 SHAPES = [(1, 28, 28), (3, 8, 12)]
 

@@ -19,9 +19,9 @@ from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from cgan_lightning import ConditionalGAN, DataNotFoundError, MLPDiscriminator, MLPGenerator, MNISTDataModule
-from cgan_lightning.checkpoint_checks import CheckpointError
-from cgan_lightning.cli import main
-from cgan_lightning.data import CorruptDataError
+from cgan_lightning.cli.lightning_cli import main
+from cgan_lightning.data.mnist import CorruptDataError
+from cgan_lightning.utilities.checkpoint_files import CheckpointError
 
 TINY = dict(latent_dim=8, generator=partial(MLPGenerator, hidden_dims=(16, 32)),
             discriminator=partial(MLPDiscriminator, hidden_dims=(32,)))

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgan_lightning.checkpointing import AtomicCheckpointIO, atomic_torch_save
-from cgan_lightning.cli import main
+from cgan_lightning.cli.lightning_cli import main
+from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 
 QUICK_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
 
 # Writes last.ckpt once, then dies (os._exit: no cleanup, as under SIGKILL) halfway through writing it again.
 _CRASH_SCRIPT = textwrap.dedent("""
     import io, os, sys, torch
-    from cgan_lightning.checkpointing import AtomicCheckpointIO
+    from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO
     path, mode = sys.argv[1], sys.argv[2]
     AtomicCheckpointIO().save_checkpoint({"state": torch.arange(100_000), "version": 1}, path)
     real_save = torch.save

@@ -8,17 +8,17 @@ import pytest
 import torch
 from conftest import REAL_DATA_DIR, requires_real_mnist
 
-from cgan_lightning.classifier import (
+from cgan_lightning.data.mnist import MNISTDataModule
+from cgan_lightning.metrics.classifier import (
     WEIGHTS_FILE,
     MNISTClassifier,
     load_classifier,
     load_mnist_classifier,
     save_classifier,
 )
-from cgan_lightning.data import MNISTDataModule
-from cgan_lightning.train_classifier import accuracy, main, random_affine
+from cgan_lightning.metrics.classifier_training import accuracy, main, random_affine
 
-SHIPPED = Path(__file__).resolve().parents[1] / "cgan_lightning" / WEIGHTS_FILE
+SHIPPED = Path(__file__).resolve().parents[1] / "cgan_lightning" / "metrics" / WEIGHTS_FILE
 
 
 def test_shipped_weights_are_small_and_load_frozen_in_eval_mode() -> None:
@@ -59,7 +59,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         model(torch.zeros(2, 28, 28))
     with pytest.raises(ValueError, match="float"):
         model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
-    with pytest.raises(FileNotFoundError, match="train_classifier"):
+    with pytest.raises(FileNotFoundError, match="classifier_training"):
         load_classifier(tmp_path / "missing.pt")
     torch.save({"something": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a classifier file"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgan_lightning.cli import main
+from cgan_lightning.cli.lightning_cli import main
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 

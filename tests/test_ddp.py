@@ -17,10 +17,14 @@ import torch
 import torch.distributed as dist
 from conftest import make_fake_mnist
 
-from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.classifier import MNISTClassifier, save_classifier
-from cgan_lightning.distributed import GANDDPStrategy, allow_unused_parameters, average_gradients, gan_strategy_name
-from cgan_lightning.evaluation import PerClassEvaluator
+from cgan_lightning import ConditionalGAN, MNISTDataModule, PerClassEvaluator
+from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
+from cgan_lightning.strategies.gan_ddp import (
+    GANDDPStrategy,
+    allow_unused_parameters,
+    average_gradients,
+    gan_strategy_name,
+)
 
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 N_TRAIN = 130  # odd on purpose: 2 ranks x 65, one sample left out per epoch

@@ -12,7 +12,7 @@ from lightning.pytorch import Trainer, seed_everything
 from recorders import LossRecorder
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule
-from cgan_lightning.cli import main
+from cgan_lightning.cli.lightning_cli import main
 
 
 def _run(data_dir: Path, root: Path, seed: int) -> tuple[list[tuple[float, float]], dict[str, torch.Tensor],

@@ -11,8 +11,8 @@ from lightning.pytorch import Trainer, seed_everything
 from torch import nn
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.ema import GeneratorEMA
-from cgan_lightning.networks import MLPDiscriminator, MLPGenerator
+from cgan_lightning.nn.ema import GeneratorEMA
+from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 
 
 def _model(ema_decay: float | None = 0.9) -> ConditionalGAN:

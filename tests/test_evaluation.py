@@ -21,24 +21,20 @@ from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from cgan_lightning.data import InMemoryBatches, MNISTDataModule, normalize
-from cgan_lightning.evaluation import (
+from cgan_lightning import InterferenceTest, LatentTraversal, PerClassEvaluator, PerClassFID, evaluate_generator
+from cgan_lightning.callbacks.schedule import due, evaluated_epoch
+from cgan_lightning.data.mnist import InMemoryBatches, MNISTDataModule, normalize
+from cgan_lightning.metrics import (
     ClassifierFeatures,
     InceptionFeatures,
-    InterferenceTest,
-    LatentTraversal,
-    PerClassEvaluator,
-    PerClassFID,
     PerClassScores,
     PrecomputedFeatures,
     build_feature_extractor,
     check_sampler,
-    evaluate_generator,
-    interference_scores,
 )
-from cgan_lightning.evaluation.grids import grid_shape, log_grid
-from cgan_lightning.evaluation.sampling import rebatch, slerp
-from cgan_lightning.evaluation.schedule import due, evaluated_epoch
+from cgan_lightning.metrics.interference import interference_scores
+from cgan_lightning.metrics.sampling import rebatch, slerp
+from cgan_lightning.utilities.image_grids import grid_shape, log_grid
 
 
 # ------------------------------------------------------------------------------------------------- stubs

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cgan_lightning.cli import main
+from cgan_lightning.cli.lightning_cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist.yaml"
 #: Smaller evaluation sizes so the test stays fast; the callbacks themselves come from the example config.

@@ -18,7 +18,7 @@ from recorders import LossRecorder, ThreadsSeen
 from torch import nn
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, TorchThreads
-from cgan_lightning.cli import build_cli
+from cgan_lightning.cli.lightning_cli import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_G = partial(MLPGenerator, hidden_dims=(16, 32))  # has BatchNorm, as the reference G
@@ -195,7 +195,7 @@ def test_torch_threads_sets_the_count_for_fit_and_restores_it(fake_mnist_dir: Pa
 def test_torch_threads_from_a_config(fake_mnist_dir: Path, tmp_path: Path) -> None:
     cli = build_cli([f"--config={REPO / 'examples' / 'fast.yaml'}", f"--data.data_dir={fake_mnist_dir}",
                      "--data.download=false", "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
-                     "--model.latent_dim=8", "--trainer.callbacks+=cgan_lightning.threads.TorchThreads",
+                     "--model.latent_dim=8", "--trainer.callbacks+=cgan_lightning.callbacks.torch_threads.TorchThreads",
                      "--trainer.callbacks.num_threads=1"], run=False)
     assert [cb.num_threads for cb in cli.trainer.callbacks if isinstance(cb, TorchThreads)] == [1]
 

@@ -22,10 +22,10 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.checkpoint_checks import CheckpointError, verify_checkpoint_file
-from cgan_lightning.checkpointing import AtomicCheckpointIO
-from cgan_lightning.cli import main
-from cgan_lightning.networks import MLPDiscriminator, MLPGenerator
+from cgan_lightning.cli.lightning_cli import main
+from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
+from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO
+from cgan_lightning.utilities.checkpoint_files import CheckpointError, verify_checkpoint_file
 
 TESTS_DIR = Path(__file__).resolve().parent
 STEPS_PER_EPOCH = 50  # 25 batches x (1 D + 1 G step)

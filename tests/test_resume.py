@@ -10,11 +10,10 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.checkpointing import AtomicCheckpointIO
-from cgan_lightning.classifier import MNISTClassifier, save_classifier
-from cgan_lightning.evaluation import InterferenceTest
-from cgan_lightning.networks import MLPDiscriminator, MLPGenerator
+from cgan_lightning import ConditionalGAN, InterferenceTest, MNISTDataModule
+from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
+from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
+from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO
 
 
 def _model(seed: int) -> ConditionalGAN:

@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from cgan_lightning import ConditionalGAN
-from cgan_lightning.cli import main
+from cgan_lightning.cli.lightning_cli import main
 
 QUICK_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
 

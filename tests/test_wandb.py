@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from wandb_offline import OfflineRun, read_offline_run
 
-from cgan_lightning.classifier import MNISTClassifier, save_classifier
-from cgan_lightning.cli import main
-from cgan_lightning.wandb_offline import OfflineRun, read_offline_run
+from cgan_lightning.cli.lightning_cli import main
+from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_wandb.yaml"
 

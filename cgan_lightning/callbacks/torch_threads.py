@@ -24,7 +24,7 @@ class TorchThreads(Callback):
 
         trainer:
           callbacks:
-            - class_path: cgan_lightning.threads.TorchThreads
+            - class_path: cgan_lightning.callbacks.torch_threads.TorchThreads
               init_args: {num_threads: 1}
     """
 

@@ -87,7 +87,7 @@ def per_class_values(metrics: dict[str, Any], prefix: str) -> dict[int, float]:
 class WandbPerClassTable(Callback):
     """After each validation (and test), logs per-class FID and accuracy to W&B as a ``wandb.Table`` and bar charts.
 
-    It reads what :class:`~cgan_lightning.evaluation.PerClassFID` logged (``val/fid/class_<k>`` and
+    It reads what :class:`~cgan_lightning.callbacks.PerClassFID` logged (``val/fid/class_<k>`` and
     ``val/acc/class_<k>``; ``test/...`` under ``test``) from ``trainer.callback_metrics``: PerClassFID logs in
     ``on_validation_epoch_end``, this callback acts later, in ``on_validation_end`` / ``on_test_end``. When the
     evaluation did not run this time (its ``every_n_epochs``), the values are unchanged and are not logged again.

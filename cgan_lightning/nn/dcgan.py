@@ -1,7 +1,7 @@
 """DCGAN-style convolutional generator and discriminator with a choice of label conditioning.
 
-Both follow the package's network protocol (see :mod:`cgan_lightning.networks`), so a config picks them with
-``class_path: cgan_lightning.conv_networks.DCGANGenerator`` / ``DCGANDiscriminator``. They work for any channel
+Both follow the package's network protocol (see :mod:`cgan_lightning.nn.mlp`), so a config picks them with
+``class_path: cgan_lightning.nn.dcgan.DCGANGenerator`` / ``DCGANDiscriminator``. They work for any channel
 count and any height and width divisible by 4 (two stride-2 stages), e.g. 1x28x28 MNIST or 3x32x32.
 
 :class:`ACGANDiscriminator` adds an auxiliary classifier (AC-GAN). Its classification loss is returned by
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from cgan_lightning.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
-from cgan_lightning.validation import ImageShape, check_images
+from cgan_lightning.nn.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
+from cgan_lightning.utilities.argument_checks import ImageShape, check_images
 
 #: How the discriminator uses the label: one-hot maps concatenated to the image, the projection
 #: ``<embed(y), h(x)>`` added to the logit, or not at all (only :class:`ACGANDiscriminator`, whose head uses it).

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from cgan_lightning.evaluation.protocol import ConditionalSampler
+from cgan_lightning.metrics.protocol import ConditionalSampler
 
 
 def seeded_normal(shape: tuple[int, ...], seed: int) -> Tensor:

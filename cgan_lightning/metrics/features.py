@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.classifier import MNISTClassifier, load_classifier, load_mnist_classifier
+from cgan_lightning.metrics.classifier import MNISTClassifier, load_classifier, load_mnist_classifier
 
 #: The file torch-fidelity (and torchmetrics) load InceptionV3's FID weights from.
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -62,7 +62,7 @@ class ClassifierFeatures(_FrozenExtractor):
     """The classifier's penultimate activations as FID features; also gives its logits in the same pass.
 
     Args:
-        classifier: an :class:`~cgan_lightning.classifier.MNISTClassifier`, a path to weights saved by
+        classifier: an :class:`~cgan_lightning.metrics.classifier.MNISTClassifier`, a path to weights saved by
             ``train_classifier``, or ``None`` for the classifier shipped with the package.
     """
 

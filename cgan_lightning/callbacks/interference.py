@@ -8,49 +8,11 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor
 
-from cgan_lightning.evaluation.fixed_latents import FixedLatentCallback
-from cgan_lightning.evaluation.grids import image_grid, publish_grid
-from cgan_lightning.evaluation.protocol import ConditionalSampler
-from cgan_lightning.evaluation.sampling import seeded_normal
-
-
-def interference_images(model: ConditionalSampler, z: Tensor, device: torch.device | str) -> Tensor:
-    """Render every z ``[S, latent_dim]`` with every label: ``[S * num_classes, C, H, W]``, row-major (row = z)."""
-    k = model.num_classes
-    labels = torch.arange(k).repeat(len(z)).to(device)
-    return model.sample(labels, z=z.repeat_interleave(k, dim=0).to(device))
-
-
-def _mean_off_diagonal(distances: Tensor) -> Tensor:
-    n = distances.shape[-1]
-    return distances.sum() / (distances.numel() - distances.shape[0] * n)
-
-
-def interference_scores(features: Tensor, predictions: Tensor, n_styles: int, num_classes: int) -> dict[str, float]:
-    """``interference/acc`` and ``interference/style_spread`` of a row-major interference grid.
-
-    Args:
-        features: classifier features of the cells ``[n_styles * num_classes, D]``.
-        predictions: predicted labels of the cells ``[n_styles * num_classes]``.
-        n_styles: rows (one z each); must be >= 2.
-        num_classes: columns (one label each).
-
-    Returns:
-        ``interference/acc``: share of cells classified as their column's label (chance: ``1 / num_classes``).
-        ``interference/style_spread``: mean feature distance between cells of the same z with different labels,
-        divided by the mean distance between cells of different z with the same label. About 0 when the generator
-        ignores its label; well above 1 when the label decides the digit and z only its style.
-    """
-    if n_styles < 2:
-        raise ValueError(f"n_styles must be >= 2 to compare styles, got {n_styles}")
-    labels = torch.arange(num_classes, device=predictions.device).repeat(n_styles)
-    acc = (predictions == labels).double().mean()
-    grid = features.double().reshape(n_styles, num_classes, -1)
-    across_labels = _mean_off_diagonal(torch.cdist(grid, grid))  # [S, K, K]: same z, label pairs
-    columns = grid.transpose(0, 1)
-    across_styles = _mean_off_diagonal(torch.cdist(columns, columns))  # [K, S, S]: same label, z pairs
-    spread = across_labels / across_styles if across_styles > 0 else torch.tensor(float("inf"))
-    return {"interference/acc": float(acc), "interference/style_spread": float(spread)}
+from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
+from cgan_lightning.metrics.interference import interference_images, interference_scores
+from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sampling import seeded_normal
+from cgan_lightning.utilities.image_grids import image_grid, publish_grid
 
 
 class InterferenceTest(FixedLatentCallback):

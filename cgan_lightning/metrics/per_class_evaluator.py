@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.evaluation.features import ClassifierFeatures, FeatureChoice, build_feature_extractor, feature_dim
-from cgan_lightning.evaluation.protocol import ConditionalSampler
-from cgan_lightning.evaluation.sampling import class_balanced_latents, generate, rebatch
-from cgan_lightning.evaluation.scores import PerClassScores, features_of
+from cgan_lightning.metrics.features import ClassifierFeatures, FeatureChoice, build_feature_extractor, feature_dim
+from cgan_lightning.metrics.per_class_scores import PerClassScores, features_of
+from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sampling import class_balanced_latents, generate, rebatch
 
 
 class PerClassEvaluator:
@@ -44,7 +44,8 @@ class PerClassEvaluator:
         if self.classifier.num_classes != num_classes:
             raise ValueError(
                 f"the classifier predicts {self.classifier.num_classes} classes but the model has {num_classes} "
-                "labels; pass classifier=<weights trained on this dataset> (see cgan_lightning.train_classifier)"
+                "labels; pass classifier=<weights trained on this dataset> "
+                "(see cgan_lightning.metrics.classifier_training)"
             )
         self.extractor = self.classifier if feature == "classifier" else build_feature_extractor(feature,
                                                                                                   feature_weights)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.validation import ImageShape, check_images
+from cgan_lightning.utilities.argument_checks import ImageShape, check_images
 
 
 def _mlp_block(in_features: int, out_features: int, batch_norm: bool) -> list[nn.Module]:

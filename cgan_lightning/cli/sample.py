@@ -23,9 +23,9 @@ from typing import NoReturn
 import torch
 from torchvision.utils import save_image
 
-from cgan_lightning.checkpoint_checks import CheckpointError
-from cgan_lightning.checkpointing import atomic_torch_save
 from cgan_lightning.module import ConditionalGAN
+from cgan_lightning.plugins.checkpoint_io import atomic_torch_save
+from cgan_lightning.utilities.checkpoint_files import CheckpointError
 
 PROG = "cgan-lightning sample"
 OUTPUT_SUFFIXES = (".png", ".pt")

@@ -1,5 +1,5 @@
 """The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, ``predict``, and
-``sample`` (drawing digits from a checkpoint, see :mod:`cgan_lightning.sample_cli`).
+``sample`` (drawing digits from a checkpoint, see :mod:`cgan_lightning.cli.sample`).
 
 Example::
 
@@ -20,12 +20,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from cgan_lightning.checkpoint_checks import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
-from cgan_lightning.checkpointing import use_atomic_checkpoint_io
-from cgan_lightning.data import MNISTDataModule
-from cgan_lightning.distributed import gan_strategy_name
+from cgan_lightning.data.mnist import MNISTDataModule
+from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
-from cgan_lightning.wandb_tracking import WandbSaveConfigCallback, finish_wandb_runs
+from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
+from cgan_lightning.strategies.gan_ddp import gan_strategy_name
+from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
 
 _REFERENCE_ADAM = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "betas": [0.5, 0.999]}}
 
@@ -40,7 +40,7 @@ class CGANLightningCLI(LightningCLI):
     - A ``checkpoint`` section configures the always-present ``ModelCheckpoint`` (``last.ckpt`` plus one file
       per epoch by default).
     - ``--trainer.strategy ddp`` (also ``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``) runs
-      :class:`~cgan_lightning.distributed.GANDDPStrategy`, DDP that syncs only the network each backward trains.
+      :class:`~cgan_lightning.strategies.gan_ddp.GANDDPStrategy`, DDP that syncs only the network each backward trains.
     """
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -73,8 +73,8 @@ class CGANLightningCLI(LightningCLI):
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
         parser.set_defaults(
             {
-                "model.generator": {"class_path": "cgan_lightning.networks.MLPGenerator"},
-                "model.discriminator": {"class_path": "cgan_lightning.networks.MLPDiscriminator"},
+                "model.generator": {"class_path": "cgan_lightning.nn.mlp.MLPGenerator"},
+                "model.discriminator": {"class_path": "cgan_lightning.nn.mlp.MLPDiscriminator"},
                 "model.optimizer_g": _REFERENCE_ADAM,
                 "model.optimizer_d": _REFERENCE_ADAM,
             }
@@ -127,7 +127,7 @@ def main(args: ArgsType = None) -> None:
     """
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list | tuple) and argv and argv[0] == "sample":
-        from cgan_lightning.sample_cli import main as sample_main
+        from cgan_lightning.cli.sample import main as sample_main
 
         sample_main(list(argv[1:]))
         return

@@ -1,12 +1,12 @@
 """Train the evaluation classifier shipped with the package.
 
-Example (the command that made ``cgan_lightning/weights/mnist_classifier.pt``)::
+Example (the command that made ``cgan_lightning/metrics/weights/mnist_classifier.pt``)::
 
-    python -m cgan_lightning.train_classifier --data_dir ../shared/data
+    python -m cgan_lightning.metrics.classifier_training --data_dir ../shared/data
 
-It trains :class:`~cgan_lightning.classifier.MNISTClassifier` on the train split (random affine jitter: shifts of
-up to 2 pixels, small rotations and scaling, applied to whole batches at once), then reports the accuracy on the
-official 10k test split and stores it in the weights file. About 220 s of CPU time (measured: 98.88 % test
+It trains :class:`~cgan_lightning.metrics.classifier.MNISTClassifier` on the train split (random affine jitter:
+shifts of up to 2 pixels, small rotations and scaling, applied to whole batches at once), then reports the accuracy
+on the official 10k test split and stores it in the weights file. About 220 s of CPU time (measured: 98.88 % test
 accuracy with the defaults).
 """
 
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cgan_lightning.classifier import MNISTClassifier, save_classifier
-from cgan_lightning.data import MNISTDataModule, normalize
+from cgan_lightning.data.mnist import MNISTDataModule, normalize
+from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "mnist_classifier.pt"
 

@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.evaluation.evaluator import PerClassEvaluator
-from cgan_lightning.evaluation.features import FeatureChoice
-from cgan_lightning.evaluation.grids import image_grid, save_png
-from cgan_lightning.evaluation.interference import interference_images, interference_scores
-from cgan_lightning.evaluation.protocol import check_sampler
-from cgan_lightning.evaluation.report import per_class_table
-from cgan_lightning.evaluation.sampling import image_label_batches, seeded_normal
-from cgan_lightning.evaluation.traversal import traversal_images, traversal_scores
+from cgan_lightning.metrics.features import FeatureChoice
+from cgan_lightning.metrics.interference import interference_images, interference_scores
+from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
+from cgan_lightning.metrics.protocol import check_sampler
+from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.sampling import image_label_batches, seeded_normal
+from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
+from cgan_lightning.utilities.image_grids import image_grid, save_png
 
 
 def _model_device(model: Any) -> torch.device:
@@ -51,11 +51,11 @@ def evaluate_generator(
         scores = evaluate_generator(model, data, output_dir="eval", print_table=True)
 
     Args:
-        model: offers the :class:`~cgan_lightning.evaluation.ConditionalSampler` protocol; evaluated on its device.
+        model: offers the :class:`~cgan_lightning.metrics.ConditionalSampler` protocol; evaluated on its device.
         datamodule: real images come from its ``val_dataloader()`` (``setup("validate")`` is called first).
         real_batches: alternatively, an iterable of ``(images in [-1, 1], labels)`` batches.
         samples_per_class, seed, batch_size, feature, feature_weights, classifier: as in
-            :class:`~cgan_lightning.evaluation.PerClassFID`.
+            :class:`~cgan_lightning.callbacks.PerClassFID`.
         n_styles: latents of the interference grid (seeded by ``seed``, as ``InterferenceTest(seed=seed)``).
         traversal_steps: frames per traversal row (seeded by ``seed``, as ``LatentTraversal(seed=seed)``).
         output_dir: when given, ``interference.png`` and ``traversal.png`` are written there.

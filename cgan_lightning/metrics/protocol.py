@@ -40,6 +40,6 @@ def check_sampler(module: object) -> ConditionalSampler:
         raise TypeError(
             f"{type(module).__name__} cannot be evaluated: it lacks {', '.join(missing)}. The evaluation callbacks "
             "need `num_classes: int`, `latent_dim: int` and `sample(labels, z=None, generator=None)` returning images "
-            "in [-1, 1] (see cgan_lightning.evaluation.ConditionalSampler)."
+            "in [-1, 1] (see cgan_lightning.metrics.ConditionalSampler)."
         )
     return module  # type: ignore[return-value]

@@ -8,33 +8,11 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor
 
-from cgan_lightning.evaluation.fixed_latents import FixedLatentCallback
-from cgan_lightning.evaluation.grids import image_grid, publish_grid
-from cgan_lightning.evaluation.protocol import ConditionalSampler
-from cgan_lightning.evaluation.sampling import seeded_normal, slerp
-
-
-def traversal_images(model: ConditionalSampler, endpoints: Tensor, steps: int, device: torch.device | str) -> Tensor:
-    """One slerp row per label between ``endpoints[k, 0]`` and ``endpoints[k, 1]``: ``[num_classes * steps, C, H, W]``.
-
-    Args:
-        model: the sampler.
-        endpoints: ``[num_classes, 2, latent_dim]``.
-        steps: frames per row, both ends included.
-        device: where to generate.
-    """
-    k = model.num_classes
-    if endpoints.shape[0] != k or endpoints.shape[1] != 2:
-        raise ValueError(f"endpoints must be [num_classes={k}, 2, latent_dim], got {tuple(endpoints.shape)}")
-    z = slerp(endpoints[:, 0], endpoints[:, 1], steps).reshape(k * steps, -1)
-    labels = torch.arange(k).repeat_interleave(steps)
-    return model.sample(labels.to(device), z=z.to(device))
-
-
-def traversal_scores(predictions: Tensor, num_classes: int, steps: int) -> dict[str, float]:
-    """``traversal/acc``: share of frames (row-major, one row per label) predicted as their row's label."""
-    rows = torch.arange(num_classes, device=predictions.device).repeat_interleave(steps)
-    return {"traversal/acc": float((predictions == rows).double().mean())}
+from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
+from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sampling import seeded_normal
+from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
+from cgan_lightning.utilities.image_grids import image_grid, publish_grid
 
 
 class LatentTraversal(FixedLatentCallback):

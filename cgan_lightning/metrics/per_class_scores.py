@@ -9,13 +9,13 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from cgan_lightning.evaluation.features import PrecomputedFeatures
+from cgan_lightning.metrics.features import PrecomputedFeatures
 
 
 class PerClassScores(nn.Module):
     """One ``FrechetInceptionDistance`` per class plus one over all classes, and the classifier's accuracy per class.
 
-    The metrics are fed features (see :class:`~cgan_lightning.evaluation.features.PrecomputedFeatures`), computed
+    The metrics are fed features (see :class:`~cgan_lightning.metrics.features.PrecomputedFeatures`), computed
     once per batch by a single shared extractor. Real statistics survive :meth:`reset_fake`
     (``reset_real_features=False``), so they are accumulated once per run. Every state is a sum that torchmetrics
     reduces across processes in ``compute``: under DDP each rank feeds its shard and the scores cover all of them.

@@ -10,9 +10,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from cgan_lightning.evaluation.features import ClassifierFeatures
-from cgan_lightning.evaluation.protocol import ConditionalSampler, check_sampler
-from cgan_lightning.evaluation.schedule import check_every_n_epochs, due, evaluated_epoch
+from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluated_epoch
+from cgan_lightning.metrics.features import ClassifierFeatures
+from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 
 
 class FixedLatentCallback(Callback):

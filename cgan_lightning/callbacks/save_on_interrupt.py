@@ -40,7 +40,7 @@ class SaveOnInterrupt(Callback):
     The file is a full training checkpoint of the last completed batch (weights, both optimizers, loop and
     data position, RNG state), so ``fit --ckpt_path .../last.ckpt`` continues mid-epoch. It replaces an older
     ``last.ckpt`` (through the trainer's checkpoint IO, atomically with the CLI's default
-    :class:`~cgan_lightning.checkpointing.AtomicCheckpointIO`); a ``save_last="link"`` symlink is replaced by a
+    :class:`~cgan_lightning.plugins.checkpoint_io.AtomicCheckpointIO`); a ``save_last="link"`` symlink is replaced by a
     file rather than written through. Nothing is saved after other exceptions (a NaN loss, a bug): the last
     periodic checkpoint stays the newest good one.
 

@@ -10,12 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from cgan_lightning.evaluation.evaluator import PerClassEvaluator
-from cgan_lightning.evaluation.features import FeatureChoice
-from cgan_lightning.evaluation.protocol import check_sampler
-from cgan_lightning.evaluation.report import per_class_table
-from cgan_lightning.evaluation.sampling import evaluation_loader, image_label_batches
-from cgan_lightning.evaluation.schedule import (
+from cgan_lightning.callbacks.schedule import (
     FAST_DEV_REAL_BATCHES,
     FAST_DEV_SAMPLES_PER_CLASS,
     check_every_n_epochs,
@@ -23,6 +18,11 @@ from cgan_lightning.evaluation.schedule import (
     evaluated_epoch,
     is_fast_dev_run,
 )
+from cgan_lightning.metrics.features import FeatureChoice
+from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
+from cgan_lightning.metrics.protocol import check_sampler
+from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.sampling import evaluation_loader, image_label_batches
 
 
 class PerClassFID(Callback):
@@ -39,7 +39,7 @@ class PerClassFID(Callback):
     (share of label-k samples the classifier calls k) and ``acc/mean``. After ``validate`` / ``test`` it also prints
     the per-class table (rank zero). Under ``fast_dev_run`` it uses 4 samples per class and 4 real batches.
 
-    The model must offer the :class:`~cgan_lightning.evaluation.ConditionalSampler` protocol. The feature extractor
+    The model must offer the :class:`~cgan_lightning.metrics.ConditionalSampler` protocol. The feature extractor
     is shared by all classes and kept in this callback (moved to the model's device), not in the model.
 
     Args:

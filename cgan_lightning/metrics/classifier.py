@@ -1,8 +1,8 @@
 """A small MNIST classifier: its penultimate features are the FID feature space, its logits judge generated digits.
 
-The package ships trained weights (``cgan_lightning/weights/mnist_classifier.pt``, about 0.4 MB) made by
-``python -m cgan_lightning.train_classifier --data_dir ../shared/data``. :func:`load_mnist_classifier` reads them
-with :mod:`importlib.resources`, so it works from an installed wheel and never touches the network.
+The package ships trained weights (``cgan_lightning/metrics/weights/mnist_classifier.pt``, about 0.4 MB) made
+by ``python -m cgan_lightning.metrics.classifier_training --data_dir ../shared/data``. :func:`load_mnist_classifier`
+reads them with :mod:`importlib.resources`, so it works from an installed wheel and never touches the network.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 #: Where the shipped weights live inside the package.
-WEIGHTS_PACKAGE = "cgan_lightning"
-WEIGHTS_FILE = "weights/mnist_classifier.pt"
+WEIGHTS_PACKAGE = "cgan_lightning.metrics"
+WEIGHTS_FILE = "weights/mnist_classifier.pt"  # beside this module
 
 
 class MNISTClassifier(nn.Module):
@@ -118,7 +118,7 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found at {path}; train them with "
-                                "`python -m cgan_lightning.train_classifier --data_dir <dir> --out <path>`")
+                                "`python -m cgan_lightning.metrics.classifier_training --data_dir <dir> --out <path>`")
     return _build(torch.load(path, map_location="cpu", weights_only=True), str(path))
 
 
@@ -127,7 +127,8 @@ def load_mnist_classifier() -> MNISTClassifier:
     resource = resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FILE)
     if not resource.is_file():
         raise FileNotFoundError(f"the shipped classifier weights {WEIGHTS_FILE} are missing from the installed "
-                                "package; reinstall cgan-lightning or run `python -m cgan_lightning.train_classifier`")
+                                "package; reinstall cgan-lightning or run "
+                                "`python -m cgan_lightning.metrics.classifier_training`")
     # Read the bytes rather than a filesystem path: the package may live inside a zip.
     payload = torch.load(io.BytesIO(resource.read_bytes()), map_location="cpu", weights_only=True)
     return _build(payload, f"{WEIGHTS_PACKAGE}/{WEIGHTS_FILE}")

@@ -1,0 +1,3 @@
+from cgan_lightning.cli import main
+
+main()

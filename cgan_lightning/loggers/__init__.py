@@ -1,0 +1,1 @@
+"""Weights & Biases tracking: the saved config, per-class tables, and run finishing."""

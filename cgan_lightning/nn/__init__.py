@@ -1,0 +1,17 @@
+"""Generators, discriminators and the layers that bring the label into them."""
+
+from cgan_lightning.nn.conditioning import ConditionalBatchNorm2d, FiLM2d
+from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
+from cgan_lightning.nn.ema import GeneratorEMA
+from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
+
+__all__ = [
+    "ACGANDiscriminator",
+    "ConditionalBatchNorm2d",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "FiLM2d",
+    "GeneratorEMA",
+    "MLPDiscriminator",
+    "MLPGenerator",
+]
