@@ -5,6 +5,7 @@ Example::
 
     cgan-lightning fit --config examples/mnist.yaml --data.data_dir ../shared/data --data.download false
     cgan-lightning sample --ckpt_path last.ckpt --labels 3 7 --n_per_label 16 --out grid.png --seed 0
+    cgan-lightning export --ckpt_path last.ckpt --out exported/ --data_dir ../shared/data
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ def main(args: ArgsType = None) -> None:
 
         sample_main(list(argv[1:]))
         return
+    if isinstance(argv, list | tuple) and argv and argv[0] == "export":
+        from cgan_lightning.cli.export import main as export_main
+
+        return export_main(list(argv[1:]))
     try:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
