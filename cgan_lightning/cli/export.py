@@ -80,7 +80,7 @@ def run(argv: Sequence[str]) -> str:
         if args.push_to_hub:
             url = push_export_to_hub(out, args.push_to_hub, private=args.private or None)
             message += f"; pushed to {url}"
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
         raise ExportError(f"{args.ckpt_path} holds Python objects that a safe load refuses; if you trust the "
                           "file, add --trust_checkpoint") from None
     except USER_ERRORS as error:

@@ -203,4 +203,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(error.exit_code) from None
 
 
-__all__ = ["SampleError", "build_parser", "draw", "load_generator", "load_pretrained", "main", "parse_labels", "run", "write_output"]
+__all__ = ["SampleError", "build_parser", "draw", "load_generator", "load_pretrained", "main", "parse_labels", "run",
+           "write_output"]

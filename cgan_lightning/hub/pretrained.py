@@ -278,7 +278,7 @@ class PretrainedGenerator(
         if os.path.isdir(source) or _looks_like_local_path(source):
             check_export_dir(Path(source).expanduser())
             source = str(Path(source).expanduser())
-        from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
         try:
             return super().from_pretrained(source, trust_code=trust_code, map_location=map_location,
