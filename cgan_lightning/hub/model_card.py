@@ -21,7 +21,7 @@ CARD_TEMPLATE = """---
 
 # {{ title | default("cgan-lightning class-conditional generator", true) }}
 
-A class-conditional GAN generator exported by [cgan-lightning]({{ repo_url }}) {{ library_version }}:
+A class-conditional GAN generator exported by cgan-lightning {{ library_version }}:
 G(z, y) draws an image of class y from a latent z. This folder holds the generator alone ({{ weights }}):
 `model.safetensors` (weights) and `config.json` (architecture, labels, shapes); no Lightning state.
 

@@ -122,7 +122,6 @@ class PretrainedGenerator(
     PyTorchModelHubMixin,
     library_name="cgan-lightning",
     tags=["cgan-lightning", "conditional-gan", "gan", "image-generation"],
-    repo_url="https://github.com/cgan-lightning/cgan-lightning",
     model_card_template=CARD_TEMPLATE,
 ):
     """A class-conditional generator with its label space, loadable with ``from_pretrained`` and shareable on the Hub.
