@@ -45,12 +45,12 @@ class RunSummary(Callback):
             if isinstance(callback, FixedLatentCallback) and callback.last_png is not None:
                 folder = callback.last_png.parent
                 count = len(list(folder.glob("*.png")))
-                lines.append(f"  {folder.name + ' PNGs:':<15}{count} in {folder} (latest {callback.last_png.name})")
+                lines.append(f"  {folder.name} PNGs: {count} in {folder} (latest {callback.last_png.name})")
         for callback in trainer.callbacks:
             if isinstance(callback, PerClassFID) and callback.last_scores:
                 prefix = next(iter(callback.last_scores)).split("/", 1)[0] + "/"
                 lines += ["", f"Per-class FID and generated-digit accuracy (latest evaluation, epoch "
-                              f"{trainer.current_epoch}):", per_class_table(callback.last_scores, prefix)]
+                              f"{callback.last_epoch}):", per_class_table(callback.last_scores, prefix)]
         return "\n".join(lines) + "\n"
 
 
