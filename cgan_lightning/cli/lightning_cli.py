@@ -135,7 +135,8 @@ class CGANLightningCLI(LightningCLI):
 
 def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
     """Parse ``args`` (``None``: ``sys.argv[1:]``), build the model, data and trainer, and run the subcommand."""
-    parser_kwargs: dict[str, Any] = {"description": DESCRIPTION, "formatter_class": CompactHelpFormatter}
+    parser_kwargs: dict[str, Any] = {"prog": "cgan-lightning", "description": DESCRIPTION,
+                                     "formatter_class": CompactHelpFormatter}
     for name, text in LIGHTNING_SUBCOMMANDS.items():
         parser_kwargs[name] = {"description": f"cgan-lightning {name}: {text}", "epilog": EPILOG,
                                "formatter_class": CompactHelpFormatter}
