@@ -361,8 +361,11 @@ class ConditionalGAN(LightningModule):
             n, self._log_window_images = self._log_window_images, 0
             metrics = dict(zip(metrics, (self._log_window / n).unbind(), strict=True))
             self._log_window = None
-        for key, value in metrics.items():  # the progress bar shows the two losses
-            self.log(key, value, on_step=True, on_epoch=True, batch_size=n, prog_bar=key in PROGRESS_BAR_METRICS)
+        # The progress bar shows the two losses; D's probabilities go to the loggers only.
+        self.log_dict({k: v for k, v in metrics.items() if k in PROGRESS_BAR_METRICS}, on_step=True, on_epoch=True,
+                      batch_size=n, prog_bar=True)
+        self.log_dict({k: v for k, v in metrics.items() if k not in PROGRESS_BAR_METRICS}, on_step=True,
+                      on_epoch=True, batch_size=n)
         self.log("train/batches_seen", float(batches), on_step=True, on_epoch=False, batch_size=n)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
