@@ -79,12 +79,10 @@ class CGANLightningCLI(LightningCLI):
             trainer.callbacks.append(RunSummary())
         return trainer
 
-    @override
-    def before_fit(self) -> None:
+    def before_fit(self) -> None:  # LightningCLI calls before_<subcommand> / after_<subcommand> if defined
         # Checkpoints written by this run are crash-safe (temp file + rename) unless a custom CheckpointIO is set.
         use_atomic_checkpoint_io(self.trainer)
 
-    @override
     def after_fit(self) -> None:
         # End the W&B run now, so that a second fit in this process starts a new one instead of appending to it.
         finish_wandb_runs(self.trainer)
