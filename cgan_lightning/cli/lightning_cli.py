@@ -124,6 +124,9 @@ class CGANLightningCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.save_last": False,
                 "checkpoint.save_top_k": 1,
+                # last.ckpt is replaced, never joined by a last-v1.ckpt (e.g. when a run resumes from a last.ckpt
+                # that SaveOnInterrupt wrote before this callback had saved anything).
+                "checkpoint.enable_version_counter": False,
                 # None, not 1: Lightning then saves every epoch, or only every N steps when
                 # --checkpoint.every_n_train_steps N is given (an explicit 1 would make that an error).
                 "checkpoint.every_n_epochs": None,
