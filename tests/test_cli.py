@@ -52,7 +52,7 @@ def test_print_config_is_complete_yaml(capsys: pytest.CaptureFixture[str]) -> No
     assert config["model"]["generator"]["class_path"].endswith("MLPGenerator")
     assert config["data"]["batch_size"] == 64
     assert config["trainer"]["max_epochs"] == 20
-    assert config["checkpoint"]["save_last"] is True
+    assert config["checkpoint"]["filename"] == "last" and config["checkpoint"]["save_top_k"] == 1
 
 
 @pytest.mark.parametrize(
