@@ -43,6 +43,8 @@ class InterferenceTest(FixedLatentCallback):
         #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
         self.last_grid: Tensor | None = None
 
+    score_keys = ("interference/acc", "interference/style_spread")
+
     @property
     def state_key(self) -> str:
         return self._generate_state_key(n_styles=self.n_styles)

@@ -39,6 +39,8 @@ class LatentTraversal(FixedLatentCallback):
         #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
         self.last_grid: Tensor | None = None
 
+    score_keys = ("traversal/acc",)
+
     @property
     def state_key(self) -> str:
         return self._generate_state_key(steps=self.steps)

@@ -124,3 +124,42 @@ def check_images(images: Tensor, image_shape: ImageShape) -> None:
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(image_shape):
         c, h, w = image_shape
         raise ValueError(f"images must have shape [batch, {c}, {h}, {w}], got {tuple(images.shape)}")
+
+
+def check_int(value: object, name: str, minimum: int | None = 1) -> int:
+    """Return ``value`` if it is an integer (not a bool) ``>= minimum``; else raise ``ValueError`` naming ``name``.
+
+    Args:
+        value: what the user passed.
+        name: the argument's name for the message, e.g. ``latent_dim``.
+        minimum: the smallest value allowed (``None``: any integer).
+
+    Raises:
+        ValueError: ``value`` is a float, a string, a bool or another type, or below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_number(value: object, name: str, minimum: float | None = None) -> float:
+    """Return ``value`` as a float if it is a finite real number ``>= minimum``; else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def check_sample_inputs(z: object, generator: object) -> None:
+    """Raise ``ValueError`` for a ``generator`` that is not a ``torch.Generator`` or a ``z`` with NaN/inf values."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(42)) or None, got "
+                         f"{generator!r} ({type(generator).__name__})")
+    if isinstance(z, Tensor) and z.is_floating_point() and not z.is_meta and not bool(torch.isfinite(z).all()):
+        rows = int((~torch.isfinite(z.reshape(z.shape[0], -1) if z.dim() else z.reshape(1, 1))).any(dim=1).sum())
+        raise ValueError(f"z holds NaN or inf values in {rows} of its {len(z) if z.dim() else 1} rows; latents must "
+                         "be finite (e.g. drawn with torch.randn)")
