@@ -20,9 +20,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line
 from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
+from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
 from cgan_lightning.strategies.gan_ddp import gan_strategy_name
 from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
@@ -103,6 +105,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         save_config_callback=WandbSaveConfigCallback,
+        parser_class=OneLineErrorParser,  # one line per parser error, not the 83-line usage block
     )
 
 
@@ -135,10 +138,10 @@ def main(args: ArgsType = None) -> None:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
         raise SystemExit(128 + signal.SIGTERM) from None
-    except USER_ERRORS as error:
-        if os.environ.get("CGAN_LIGHTNING_TRACEBACK"):
+    except (*USER_ERRORS, RuntimeError, MemoryError) as error:
+        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not (isinstance(error, USER_ERRORS) or is_out_of_memory(error)):
             raise
-        print(f"cgan-lightning: error: {_one_line(error)}", file=sys.stderr)
+        print(f"cgan-lightning: error: {out_of_memory_line(error) or _one_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -27,8 +27,12 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def _name(factory: Any) -> str:
-    target = getattr(factory, "func", factory)  # functools.partial
-    return getattr(target, "__qualname__", None) or type(target).__name__
+    # functools.partial, also jsonargparse's partial(call_without_instantiate_context, instantiator, cls, ...)
+    target = next((a for a in getattr(factory, "args", ()) if isinstance(a, type)), None)
+    target = target or getattr(factory, "func", factory)
+    name = getattr(target, "__qualname__", None) or type(target).__name__
+    module = getattr(target, "__module__", None)
+    return f"{module}.{name}" if module and not module.startswith("cgan_lightning") else name
 
 
 def _first_line(error: BaseException) -> str:
