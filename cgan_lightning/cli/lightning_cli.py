@@ -139,7 +139,8 @@ def main(args: ArgsType = None) -> None:
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
         raise SystemExit(128 + signal.SIGTERM) from None
     except (*USER_ERRORS, RuntimeError, MemoryError) as error:
-        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not (isinstance(error, USER_ERRORS) or is_out_of_memory(error)):
+        user_error = isinstance(error, USER_ERRORS) or is_out_of_memory(error)  # OOM: a RuntimeError
+        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not user_error:
             raise
         print(f"cgan-lightning: error: {out_of_memory_line(error) or _one_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
