@@ -311,17 +311,16 @@ class MNISTDataModule(LightningDataModule):
             + (", or allow network access with --data.download true." if cause is None else ".")
         )
 
-    def _extract_archives(self, train: bool) -> None:
+    def _extract_archives(self) -> None:
         """Extract ``<file>.gz`` archives whose extracted file is missing (torchvision only reads extracted files).
 
         Raises:
             CorruptDataError: an archive is not a readable gzip file.
             PermissionError: the raw folder is not writable (the message says to extract the files elsewhere).
         """
-        prefix = "train" if train else "t10k"
-        for name in RAW_FILES:
+        for name in RAW_FILES:  # all four: torchvision wants both splits present to read either
             target, archive = self.raw_folder / name, self.raw_folder / f"{name}.gz"
-            if not name.startswith(prefix) or target.exists() or not archive.is_file():
+            if target.exists() or not archive.is_file():
                 continue
             partial = target.with_name(f".{name}.partial")
             try:
@@ -342,7 +341,7 @@ class MNISTDataModule(LightningDataModule):
             raise NotADirectoryError(f"data_dir {self.data_dir!r} is a file; it must be a folder holding "
                                      f"{_DATASETS[self.dataset].__name__}/raw/")
         cls = _DATASETS[self.dataset]
-        self._extract_archives(train)
+        self._extract_archives()
         self._check_raw_files(train)
         try:
             return cls(self.data_dir, train=train, download=False)

@@ -39,7 +39,7 @@ def generate(model: ConditionalSampler, z: Tensor, labels: Tensor, batch_size: i
     for start in range(0, len(labels), batch_size):
         lab = labels[start : start + batch_size].to(device)
         images = model.sample(lab, z=z[start : start + batch_size].to(device))
-        yield check_samples(images, lab), lab
+        yield check_samples(images, lab, getattr(model, "image_shape", None)), lab
 
 
 def slerp(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
