@@ -37,6 +37,23 @@ class OneLineErrorParser(LightningArgumentParser):
         raise SystemExit(2)
 
 
+#: jsonargparse's generic reasons, listed beside the real one when a value fits none of a union's types.
+_GENERIC = ("Expected a ", "Not a valid subclass", "Does not validate against", "Subclass types expect", "- a ")
+
+
+def user_error_line(error: BaseException) -> str:
+    """The one line the CLI prints for a user error: its first line, or, when jsonargparse wrapped the real reason
+    in a "Does not validate against any of the Union subtypes" listing, that reason."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if "Does not validate against any of the Union subtypes" in lines[0]:
+        reasons = [line[2:] for line in lines if line.startswith("- ") and not line[2:].startswith(_GENERIC)]
+        if reasons:
+            return reasons[0]
+    return lines[0]
+
+
 def out_of_memory_line(error: BaseException) -> str | None:
     """For PyTorch running out of memory: one line with the size it tried and the way out; else ``None``."""
     if not is_out_of_memory(error):
@@ -49,4 +66,4 @@ def out_of_memory_line(error: BaseException) -> str | None:
             "base_channels) or the evaluation batch sizes, or use a device with more memory")
 
 
-__all__ = ["OneLineErrorParser", "one_line", "out_of_memory_line"]
+__all__ = ["OneLineErrorParser", "one_line", "out_of_memory_line", "user_error_line"]

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line
+from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
 from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
@@ -112,7 +112,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
 #: Errors that mean the user's input is wrong (config values, data, checkpoints) or the run diverged: the CLI
 #: prints their message as one line instead of a traceback. ``CGAN_LIGHTNING_TRACEBACK=1`` shows the traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
-                                                IsADirectoryError, PermissionError, NonFiniteLossError,
+                                                IsADirectoryError, FileExistsError, PermissionError, NonFiniteLossError,
                                                 pickle.UnpicklingError, MisconfigurationException)
 
 
@@ -142,7 +142,7 @@ def main(args: ArgsType = None) -> None:
         user_error = isinstance(error, USER_ERRORS) or is_out_of_memory(error)  # OOM: a RuntimeError
         if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not user_error:
             raise
-        print(f"cgan-lightning: error: {out_of_memory_line(error) or _one_line(error)}", file=sys.stderr)
+        print(f"cgan-lightning: error: {out_of_memory_line(error) or user_error_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -128,6 +128,8 @@ def draw(model: ConditionalGAN, labels: Sequence[int], n_per_label: int, seed: i
     """Images ``[len(labels) * n_per_label, C, H, W]`` (label-major order) and their labels, on the CPU."""
     if n_per_label <= 0:
         raise SampleError(f"--n_per_label must be a positive integer, got {n_per_label}", 2)
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise SampleError(f"--seed must lie in [-2**63, 2**64 - 1], got {seed}", 2)
     if ema and model.generator_ema is None:
         raise SampleError("--ema: this checkpoint has no EMA weights (it was trained without --model.ema_decay)")
     n = len(labels) * n_per_label
