@@ -24,6 +24,8 @@ from cgan_lightning.utilities.argument_checks import (
     ImageShape,
     as_label_tensor,
     build_optimizer,
+    check_bool,
+    check_image_shape,
     check_int,
     check_latents,
     check_number,
@@ -129,6 +131,9 @@ class ConditionalGAN(LightningModule):
             check_int(value, name)
         for name, value in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(value, name)
+        for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward), ("compile", compile)):
+            check_bool(flag, name)
+        image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
         if latent_dim <= 0:

@@ -14,6 +14,7 @@ from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluat
 from cgan_lightning.metrics.features import ClassifierFeatures
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.sample_checks import BadSamplesError
+from cgan_lightning.utilities.argument_checks import check_int
 
 
 class FixedLatentCallback(Callback):
@@ -33,7 +34,7 @@ class FixedLatentCallback(Callback):
 
     def __init__(self, seed: int = 0, every_n_epochs: int = 1, classifier: str | Path | None = None) -> None:
         super().__init__()
-        self.seed = seed
+        self.seed = check_int(seed, "seed", minimum=None)
         self.every_n_epochs = check_every_n_epochs(every_n_epochs)
         self.classifier_path = classifier
         self.classifier: ClassifierFeatures | None = None

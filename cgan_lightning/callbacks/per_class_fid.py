@@ -25,6 +25,7 @@ from cgan_lightning.metrics.protocol import check_sampler
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.metrics.sample_checks import BadSamplesError
 from cgan_lightning.metrics.sampling import evaluation_loader, image_label_batches
+from cgan_lightning.utilities.argument_checks import check_int
 
 
 class PerClassFID(Callback):
@@ -69,6 +70,9 @@ class PerClassFID(Callback):
     ) -> None:
         super().__init__()
         self.every_n_epochs = check_every_n_epochs(every_n_epochs)
+        check_int(samples_per_class, "samples_per_class", minimum=None)
+        check_int(batch_size, "batch_size", minimum=None)
+        check_int(seed, "seed", minimum=None)
         if samples_per_class < 2:
             raise ValueError(f"samples_per_class must be >= 2 (FID needs a covariance), got {samples_per_class}")
         if batch_size < 1:

@@ -163,3 +163,20 @@ def check_sample_inputs(z: object, generator: object) -> None:
         rows = int((~torch.isfinite(z.reshape(z.shape[0], -1) if z.dim() else z.reshape(1, 1))).any(dim=1).sum())
         raise ValueError(f"z holds NaN or inf values in {rows} of its {len(z) if z.dim() else 1} rows; latents must "
                          "be finite (e.g. drawn with torch.randn)")
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool; else raise ``ValueError`` (a string ``"false"`` would count as true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_image_shape(image_shape: object) -> tuple[int, int, int]:
+    """Return ``image_shape`` as ``(channels, height, width)`` of positive ints; else raise ``ValueError``."""
+    values = list(image_shape) if isinstance(image_shape, list | tuple) else None
+    if (values is None or len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                                   for v in values) or min(values) <= 0):
+        raise ValueError(f"image_shape must be (channels, height, width) of positive ints, e.g. (1, 28, 28); got "
+                         f"{image_shape!r}")
+    return (int(values[0]), int(values[1]), int(values[2]))
