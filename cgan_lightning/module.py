@@ -126,9 +126,9 @@ class ConditionalGAN(LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        num_classes, latent_dim = check_int(num_classes, "num_classes"), check_int(latent_dim, "latent_dim")
-        for name, value in (("d_steps_per_g_step", d_steps_per_g_step), ("log_interval", log_interval)):
-            check_int(value, name)
+        for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
+                            ("d_steps_per_g_step", d_steps_per_g_step), ("log_interval", log_interval)):
+            check_int(value, name, minimum=None)  # the type here; the ranges below
         for name, value in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(value, name)
         for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward), ("compile", compile)):

@@ -204,6 +204,31 @@ def test_sample_never_overwrites_its_checkpoint_or_another(tmp_path: Path, capsy
     assert torch.load(tmp_path / "s.pt")["labels"].unique().tolist() == [2]
 
 
+def test_a_config_file_in_the_run_folder_is_not_overwritten(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"  # the run folder (default_root_dir, logger off) holds the config being read
+    config.write_text("# my notes\ntrainer:\n  max_steps: 2\n")
+    with pytest.warns(UserWarning, match="is the --config file this run reads"):
+        main(["fit", "--config", str(config), *tiny_cli_args(fake_mnist_dir, tmp_path),
+              "--trainer.limit_val_batches=0"])
+    assert config.read_text() == "# my notes\ntrainer:\n  max_steps: 2\n"
+    assert "max_steps: 2" in (tmp_path / "config.resolved.yaml").read_text()
+
+
+def test_classifier_training_never_writes_over_its_data(fake_mnist_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from cgan_lightning.metrics.classifier_training import main as train_main
+
+    data = fake_mnist_dir / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    digest = sha256(data)
+    with pytest.raises(SystemExit) as info:
+        train_main(["--data_dir", str(fake_mnist_dir), "--out", str(data), "--epochs", "1"])
+    assert info.value.code == 2 and "is the input file" in capsys.readouterr().err
+    ckpt = _tiny_checkpoint(tmp_path / "gan.pt")
+    with pytest.raises(SystemExit):
+        train_main(["--data_dir", str(fake_mnist_dir), "--out", str(ckpt), "--epochs", "1"])
+    assert "existing checkpoint" in capsys.readouterr().err and sha256(data) == digest
+
+
 # ------------------------------------------------------------------------------------------ 3. silent loss of data
 def test_mid_epoch_resume_with_another_batch_size_is_refused(fake_mnist_dir: Path, tmp_path: Path) -> None:
     def trainer(**kw):

@@ -257,9 +257,8 @@ class MNISTDataModule(LightningDataModule):
         device_resident: bool = False,
     ) -> None:
         super().__init__()
-        check_int(batch_size, "batch_size")
-        check_int(num_workers, "num_workers", minimum=0)
-        check_int(seed, "seed", minimum=None)
+        for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("seed", seed)):
+            check_int(value, name, minimum=None)  # the type here; the ranges below
         for name, flag in (("download", download), ("drop_last", drop_last), ("device_resident", device_resident)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be true or false, got {flag!r} ({type(flag).__name__})")

@@ -137,11 +137,11 @@ def check_int(value: object, name: str, minimum: int | None = 1) -> int:
     Raises:
         ValueError: ``value`` is a float, a string, a bool or another type, or below ``minimum``.
     """
+    kind = "a positive integer" if minimum == 1 else "an integer" + (f" >= {minimum}" if minimum is not None else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{name} must be an integer{bound}, got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be {kind}, got {value}")
     return int(value)
 
 

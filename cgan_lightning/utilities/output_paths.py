@@ -23,9 +23,10 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
+def is_checkpoint_file(path: str | os.PathLike[str], lightning_only: bool = False) -> bool:
     """Whether ``path`` is an existing training checkpoint: a ``.ckpt`` file or a ``torch.save`` file holding a
-    ``state_dict`` (Lightning checkpoints, classifier weights) or that only a full unpickling can read."""
+    ``state_dict`` (Lightning checkpoints, classifier weights; only the former with ``lightning_only``) or that
+    only a full unpickling can read."""
     path = Path(path)
     if not path.is_file():
         return False
@@ -39,17 +40,19 @@ def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
         return True  # holds Python objects: not a file this package's outputs would have written
     except Exception:  # unreadable: not ours to judge, but not a sample file either
         return True
-    return isinstance(content, dict) and ("state_dict" in content or "pytorch-lightning_version" in content)
+    keys = ("pytorch-lightning_version",) if lightning_only else ("state_dict", "pytorch-lightning_version")
+    return isinstance(content, dict) and any(key in content for key in keys)
 
 
 def check_output_path(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None] = (),
-                      option: str = "--out") -> Path:
+                      option: str = "--out", lightning_only: bool = False) -> Path:
     """Return ``out`` after checking that writing it destroys no input and no checkpoint.
 
     Args:
         out: the file about to be written.
         inputs: the files the command reads (``None`` entries are skipped).
         option: how the message names the output setting.
+        lightning_only: refuse only Lightning checkpoints (a command that rewrites its own weights files).
 
     Raises:
         ValueError: ``out`` is one of ``inputs`` (the same file, by any path), or an existing checkpoint.
@@ -59,7 +62,7 @@ def check_output_path(out: str | os.PathLike[str], inputs: Iterable[str | os.Pat
         if source is not None and same_file(out, source):
             raise ValueError(f"{option} {out} is the input file {source}: writing it would destroy the input; "
                              "choose another output file")
-    if is_checkpoint_file(out):
+    if is_checkpoint_file(out, lightning_only):
         raise ValueError(f"{option} {out} is an existing checkpoint; refusing to overwrite it. Choose another "
                          "output file (or delete the checkpoint first if you really mean to replace it)")
     return out
