@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ def _first_line(error: BaseException) -> str:
 def build_network(factory: Callable[..., Any], args: tuple[Any, ...], role: str) -> nn.Module:
     """Call ``factory(*args)`` and check that the result works as the GAN's ``role`` (``generator``/``discriminator``).
 
-    One forward pass on two all-zero inputs (eval mode, global RNG state kept) checks the output shape, so a network
+    One forward pass of a copy on two all-zero inputs (eval mode, RNG state kept) checks the output shape, so a network
     that does not fit fails here, naming the setting and the expected signature, instead of deep inside training.
 
     Args:
@@ -85,18 +86,18 @@ def _probe(network: nn.Module, args: tuple[Any, ...], role: str, name: str, sign
     else:
         inputs = (torch.zeros(2, *image_shape, device=device), labels)
         expected = (2,)
-    was_training = network.training
-    network.eval()
+    try:  # a copy: the probe must leave no trace (call counters, lazy initialization, running statistics)
+        probe = copy.deepcopy(network).eval()
+    except Exception:  # a network that cannot be copied is not probed; its first training step will tell
+        return
     try:
-        with torch.random.fork_rng(devices=[]):  # lazy modules or dropout must not shift the training's RNG stream
-            out = network(*inputs)
+        with torch.random.fork_rng(devices=[]):  # dropout must not shift the training's RNG stream either
+            out = probe(*inputs)
     except Exception as err:  # any failure here means the network does not fit the GAN
         if is_out_of_memory(err):
             raise ValueError(f"model.{role} ({name}) does not fit in memory: {_first_line(err)}") from err
         raise ValueError(f"model.{role} ({name}) does not fit: calling it as the {role} failed with "
                          f"{_first_line(err)}. Expected {signature}") from err
-    finally:
-        network.train(was_training)
     shape = tuple(out.shape) if isinstance(out, Tensor) else None
     ok = shape == expected or (role == "discriminator" and shape is not None and out.numel() == 2 and shape[0] == 2)
     if not ok:
