@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -13,11 +14,23 @@ from torch import Tensor, nn
 
 from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
 from cgan_lightning.losses import DiscriminatorPenalty, get_loss, r1_penalty
+from cgan_lightning.metrics.sample_checks import check_samples
+from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 from cgan_lightning.plugins.checkpoint_io import RNGStateCheckpoint
 from cgan_lightning.strategies.gan_ddp import allow_unused_parameters, seed_ranks_apart
-from cgan_lightning.utilities.argument_checks import ImageShape, as_label_tensor, build_optimizer, check_latents
+from cgan_lightning.utilities.argument_checks import (
+    ImageShape,
+    as_label_tensor,
+    build_optimizer,
+    check_bool,
+    check_image_shape,
+    check_int,
+    check_latents,
+    check_number,
+    check_sample_inputs,
+)
 from cgan_lightning.utilities.checkpoint_files import (
     CheckpointError,
     check_checkpoint_matches,
@@ -117,6 +130,14 @@ class ConditionalGAN(LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
+                            ("d_steps_per_g_step", d_steps_per_g_step), ("log_interval", log_interval)):
+            check_int(value, name, minimum=None)  # the type here; the ranges below
+        for name, value in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
+            check_number(value, name)
+        for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward), ("compile", compile)):
+            check_bool(flag, name)
+        image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
         if latent_dim <= 0:
@@ -141,8 +162,9 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"r1_gamma must be >= 0 (0 turns the R1 penalty off), got {r1_gamma}")
         r1 = partial(r1_penalty, gamma=r1_gamma) if r1_gamma > 0 else None
         self.d_penalties: list[DiscriminatorPenalty] = [p for p in (self.adversarial_loss.penalty, r1) if p]
-        self.generator = (generator or MLPGenerator)(latent_dim, num_classes, image_shape)
-        self.discriminator = (discriminator or MLPDiscriminator)(num_classes, image_shape)
+        self.generator = build_network(generator or MLPGenerator, (latent_dim, num_classes, image_shape), "generator")
+        self.discriminator = build_network(discriminator or MLPDiscriminator, (num_classes, image_shape),
+                                           "discriminator")
         # A submodule, so the average is saved in checkpoints and follows the module's device.
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
         self._optimizer_g = optimizer_g or reference_adam
@@ -192,20 +214,23 @@ class ConditionalGAN(LightningModule):
             Images ``[B, C, H, W]`` in ``[-1, 1]`` on the module's device.
 
         Raises:
-            ValueError: ``ema=True`` on a model trained without ``ema_decay``; bad labels or z.
+            ValueError: ``ema=True`` on a model trained without ``ema_decay``; bad labels, z (also NaN/inf) or
+                generator; the generator's images hold NaN/inf (a ``BadSamplesError`` naming the classes).
         """
         if ema and self.generator_ema is None:
             raise ValueError("ema=True but this model keeps no EMA of G's weights (it was built with ema_decay=None)")
+        check_sample_inputs(z, generator)
         labels = as_label_tensor(labels, self.num_classes, device=self.device)
         if z is None:
             z = self.draw_latents(labels.numel(), generator)
         if self.generator_ema is not None and ema is not False:
             check_latents(z, labels.numel(), self.latent_dim)
-            return self.generator_ema(z.to(self.device, self.dtype), labels)  # always in eval mode
+            images = self.generator_ema(z.to(self.device, self.dtype), labels)  # always in eval mode
+            return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
         was_training = self.generator.training
         self.generator.eval()
         try:
-            return self(z, labels)
+            return check_samples(self(z, labels), labels, tolerance=math.inf)
         finally:
             self.generator.train(was_training)
 

@@ -11,9 +11,11 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluated_epoch
+from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluated_epoch, nan_scores_or_raise
 from cgan_lightning.metrics.features import ClassifierFeatures
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
+from cgan_lightning.metrics.sample_checks import BadSamplesError
+from cgan_lightning.utilities.argument_checks import check_int
 
 
 class FixedLatentCallback(Callback):
@@ -28,9 +30,12 @@ class FixedLatentCallback(Callback):
         classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
     """
 
+    #: The keys ``render`` logs (logged as ``nan`` when the samples cannot be scored during fit).
+    score_keys: tuple[str, ...] = ()
+
     def __init__(self, seed: int = 0, every_n_epochs: int = 1, classifier: str | Path | None = None) -> None:
         super().__init__()
-        self.seed = seed
+        self.seed = check_int(seed, "seed", minimum=None)
         self.every_n_epochs = check_every_n_epochs(every_n_epochs)
         self.classifier_path = classifier
         self.classifier: ClassifierFeatures | None = None
@@ -88,7 +93,10 @@ class FixedLatentCallback(Callback):
         if self.latents is None:
             self.latents = self.draw_latents(model)
         self._classifier(pl_module, model.num_classes)
-        self.render(trainer, model, pl_module.device)
+        try:
+            self.render(trainer, model, pl_module.device)
+        except BadSamplesError as bad:  # NaN / out-of-range samples: nan + a warning during fit, else the error
+            self.last_scores = nan_scores_or_raise(trainer, bad, list(self.score_keys), type(self).__name__)
         # Under `test` the numbers come from the test run: test/interference/acc etc. (fit / validate: as named).
         prefix = "test/" if trainer.state.fn == TrainerFn.TESTING else ""
         for key, value in self.last_scores.items():

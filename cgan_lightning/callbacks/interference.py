@@ -12,6 +12,7 @@ from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.interference import interference_images, interference_scores
 from cgan_lightning.metrics.protocol import ConditionalSampler
 from cgan_lightning.metrics.sampling import seeded_normal
+from cgan_lightning.utilities.argument_checks import check_int
 from cgan_lightning.utilities.image_grids import image_grid, publish_grid
 
 
@@ -38,11 +39,13 @@ class InterferenceTest(FixedLatentCallback):
     def __init__(self, n_styles: int = 8, seed: int = 0, every_n_epochs: int = 1,
                  classifier: str | Path | None = None) -> None:
         super().__init__(seed=seed, every_n_epochs=every_n_epochs, classifier=classifier)
-        if n_styles < 2:
+        if check_int(n_styles, "n_styles", minimum=None) < 2:
             raise ValueError(f"n_styles must be >= 2 (style_spread compares styles), got {n_styles}")
         self.n_styles = n_styles
         #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
         self.last_grid: Tensor | None = None
+
+    score_keys = ("interference/acc", "interference/style_spread")
 
     @property
     def state_key(self) -> str:

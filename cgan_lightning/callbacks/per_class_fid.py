@@ -17,12 +17,15 @@ from cgan_lightning.callbacks.schedule import (
     due,
     evaluated_epoch,
     is_fast_dev_run,
+    nan_scores_or_raise,
 )
 from cgan_lightning.metrics.features import FeatureChoice
 from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
 from cgan_lightning.metrics.protocol import check_sampler
 from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.sample_checks import BadSamplesError
 from cgan_lightning.metrics.sampling import evaluation_loader, image_label_batches
+from cgan_lightning.utilities.argument_checks import check_int
 
 
 class PerClassFID(Callback):
@@ -67,6 +70,9 @@ class PerClassFID(Callback):
     ) -> None:
         super().__init__()
         self.every_n_epochs = check_every_n_epochs(every_n_epochs)
+        check_int(samples_per_class, "samples_per_class", minimum=None)
+        check_int(batch_size, "batch_size", minimum=None)
+        check_int(seed, "seed", minimum=None)
         if samples_per_class < 2:
             raise ValueError(f"samples_per_class must be >= 2 (FID needs a covariance), got {samples_per_class}")
         if batch_size < 1:
@@ -119,14 +125,19 @@ class PerClassFID(Callback):
             self.evaluator.add_real(batches, self.batch_size)
             self._real_split = split
         per_class = min(self.samples_per_class, FAST_DEV_SAMPLES_PER_CLASS) if fast else self.samples_per_class
-        scores = self.evaluator.evaluate(
-            model,
-            samples_per_class=per_class,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
+        try:
+            scores = self.evaluator.evaluate(
+                model,
+                samples_per_class=per_class,
+                seed=self.seed,
+                batch_size=self.batch_size,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+            )
+        except BadSamplesError as bad:  # NaN / out-of-range samples: nan + a warning during fit, else the error
+            keys = [f"fid/class_{k}" for k in range(model.num_classes)] + ["fid/mean", "fid/worst", "fid/overall"]
+            keys += [f"acc/class_{k}" for k in range(model.num_classes)] + ["acc/mean"]
+            scores = nan_scores_or_raise(trainer, bad, keys, type(self).__name__)
         self.last_scores = {f"{split}/{key}": value for key, value in scores.items()}
         self.last_global_step = trainer.global_step
         self.last_epoch = evaluated_epoch(trainer, self._checkpoint_epoch)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+
+from cgan_lightning.metrics.sample_checks import BadSamplesError
 
 #: Samples per class (and real batches) under ``fast_dev_run``: enough to exercise every code path in a second.
 FAST_DEV_SAMPLES_PER_CLASS = 4
@@ -47,3 +51,16 @@ def evaluated_epoch(trainer: Any, checkpoint_epoch: int | None) -> int:
 def is_fast_dev_run(trainer: Any) -> bool:
     """``Trainer(fast_dev_run=...)`` is on: callbacks shrink to smoke-test sizes and write no files."""
     return bool(trainer.fast_dev_run)
+
+
+def nan_scores_or_raise(trainer: Any, error: BadSamplesError, keys: list[str], who: str) -> dict[str, float]:
+    """The policy for samples that cannot be scored: during ``fit`` warn and log NaN, otherwise raise.
+
+    A run trained with ``check_finite=False`` asked not to be stopped by NaN; its evaluation then logs ``nan``
+    (never a score of garbage, never a crash in the FID) and warns with the reason. Under ``validate`` / ``test``
+    the scores are the point of the call, so the error propagates (one line from the CLI).
+    """
+    if trainer.state.fn != TrainerFn.FITTING:
+        raise error
+    rank_zero_warn(f"{who}: logging nan at epoch {trainer.current_epoch}: {error}")
+    return dict.fromkeys(keys, math.nan)

@@ -12,6 +12,7 @@ from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.protocol import ConditionalSampler
 from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
+from cgan_lightning.utilities.argument_checks import check_int
 from cgan_lightning.utilities.image_grids import image_grid, publish_grid
 
 
@@ -34,11 +35,13 @@ class LatentTraversal(FixedLatentCallback):
     def __init__(self, steps: int = 8, seed: int = 0, every_n_epochs: int = 1,
                  classifier: str | Path | None = None) -> None:
         super().__init__(seed=seed, every_n_epochs=every_n_epochs, classifier=classifier)
-        if steps < 2:
+        if check_int(steps, "steps", minimum=None) < 2:
             raise ValueError(f"steps must be >= 2 (both endpoints are shown), got {steps}")
         self.steps = steps
         #: The latest grid ``[3, H, W]`` in ``[0, 1]``.
         self.last_grid: Tensor | None = None
+
+    score_keys = ("traversal/acc",)
 
     @property
     def state_key(self) -> str:

@@ -35,9 +35,11 @@ from cgan_lightning.cli.subcommands import (
     wants_top_level_help,
 )
 from cgan_lightning.cli.warnings import silence_known_noise
+from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
 from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
+from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
 from cgan_lightning.strategies.gan_ddp import gan_strategy_name
 from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
@@ -151,13 +153,14 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
         save_config_kwargs={"overwrite": True},
         save_config_callback=WandbSaveConfigCallback,
         parser_kwargs=parser_kwargs,
+        parser_class=OneLineErrorParser,  # one line per parser error, not the 83-line usage block
     )
 
 
 #: Errors that mean the user's input is wrong (config values, data, checkpoints) or the run diverged: the CLI
 #: prints their message as one line instead of a traceback. ``CGAN_LIGHTNING_TRACEBACK=1`` shows the traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
-                                                IsADirectoryError, PermissionError, NonFiniteLossError,
+                                                IsADirectoryError, FileExistsError, PermissionError, NonFiniteLossError,
                                                 pickle.UnpicklingError, MisconfigurationException)
 
 
@@ -187,10 +190,11 @@ def main(args: ArgsType = None) -> None:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
         raise SystemExit(128 + signal.SIGTERM) from None
-    except USER_ERRORS as error:
-        if os.environ.get("CGAN_LIGHTNING_TRACEBACK"):
+    except (*USER_ERRORS, RuntimeError, MemoryError) as error:
+        user_error = isinstance(error, USER_ERRORS) or is_out_of_memory(error)  # OOM: a RuntimeError
+        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not user_error:
             raise
-        print(f"cgan-lightning: error: {_one_line(error)}", file=sys.stderr)
+        print(f"cgan-lightning: error: {out_of_memory_line(error) or user_error_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

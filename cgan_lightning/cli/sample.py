@@ -15,6 +15,7 @@ cannot be written) ends with one line on stderr and exit status 2 (bad arguments
 from __future__ import annotations
 
 import argparse
+import math
 import pickle
 import sys
 from collections.abc import Sequence
@@ -24,9 +25,13 @@ from typing import Any, NoReturn
 import torch
 from torchvision.utils import save_image
 
+from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
 from cgan_lightning.module import ConditionalGAN
+from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import atomic_torch_save
 from cgan_lightning.utilities.checkpoint_files import CheckpointError
+from cgan_lightning.utilities.output_paths import check_output_path
+from cgan_lightning.utilities.resources import available_memory, check_device
 
 PROG = "cgan-lightning sample"
 OUTPUT_SUFFIXES = (".png", ".pt")
@@ -137,14 +142,33 @@ def draw(model: ConditionalGAN, labels: Sequence[int], n_per_label: int, seed: i
     """Images ``[len(labels) * n_per_label, C, H, W]`` (label-major order) and their labels, on the CPU."""
     if n_per_label <= 0:
         raise SampleError(f"--n_per_label must be a positive integer, got {n_per_label}", 2)
+    if seed is not None and not -(2**63) <= seed < 2**64:
+        raise SampleError(f"--seed must lie in [-2**63, 2**64 - 1], got {seed}", 2)
     if ema and getattr(model, "generator_ema", None) is None:
         raise SampleError("--ema: this checkpoint has no EMA weights (it was trained without --model.ema_decay)")
+    n = len(labels) * n_per_label
+    # Latents, images and the widest activations, float32, twice over for the copy to the CPU: a rough upper bound.
+    needed = n * 4 * 2 * (model.latent_dim + 2 * math.prod(model.image_shape) + 1024)
+    available = available_memory(model.device)
+    if available is not None and needed > available:
+        raise SampleError(f"--n_per_label {n_per_label} x {len(labels)} labels = {n:,} images need about "
+                          f"{needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB are free on "
+                          f"{model.device}; lower --n_per_label (or sample in several runs with other --seed)")
     label_tensor = torch.tensor(labels, dtype=torch.long).repeat_interleave(n_per_label)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     # An exported generator (PretrainedGenerator) has no ema switch: it holds the weights it was exported with.
     options = {"ema": ema} if hasattr(model, "generator_ema") else {}
-    images = model.sample(label_tensor, generator=generator, **options)
-    return images.cpu(), label_tensor
+    try:
+        images = model.sample(label_tensor, generator=generator, **options).cpu()
+        check_samples(images, label_tensor)
+    except BadSamplesError as bad:
+        raise SampleError(f"the checkpoint's generator gives unusable images: {bad}") from None
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise SampleError(f"out of memory drawing {n:,} images on {model.device}: lower --n_per_label "
+                          f"(now {n_per_label})") from None
+    return images, label_tensor
 
 
 def write_output(images: torch.Tensor, labels: torch.Tensor, out: str | Path, n_per_label: int) -> None:
@@ -174,8 +198,11 @@ def run(argv: Sequence[str]) -> str:
         raise SampleError(f"--out must end in .png or .pt, got {args.out!r}", 2)
     if args.n_per_label <= 0:
         raise SampleError(f"--n_per_label must be a positive integer, got {args.n_per_label}", 2)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SampleError(f"--device {args.device}: CUDA is not available here; use --device cpu", 2)
+    try:
+        check_device(args.device)
+        check_output_path(args.out, [args.pretrained if args.pretrained is not None else args.ckpt_path])
+    except ValueError as error:
+        raise SampleError(str(error), 2) from None
     if args.pretrained is not None:
         if args.ema:
             raise SampleError("--ema applies to --ckpt_path: an exported generator holds one set of weights "

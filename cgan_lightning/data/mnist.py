@@ -7,8 +7,12 @@ its time there).
 
 from __future__ import annotations
 
+import gzip
 import math
+import os
+import shutil
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +21,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torchvision import datasets
+
+from cgan_lightning.utilities.argument_checks import check_int
 
 DatasetName = Literal["mnist", "fashion_mnist", "kmnist"]
 
@@ -123,8 +129,7 @@ class InMemoryBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check_int(batch_size, "batch_size")
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
@@ -155,16 +160,37 @@ class InMemoryBatches:
         self._position = 0
 
     def state_dict(self) -> dict[str, int]:
-        """The epoch and how many of its batches were served (Lightning stores this in checkpoints)."""
-        return {"epoch": self.epoch, "position": self._position}
+        """The epoch, how many of its batches were served, and the batching that defines them (Lightning stores
+        this in checkpoints)."""
+        return {"epoch": self.epoch, "position": self._position, "batch_size": self.batch_size,
+                "batches": len(self), "world_size": self.world_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Continue after the saved batch when the next iteration is over the saved epoch.
 
         Lightning restores the state before calling :meth:`set_epoch`: for an end-of-epoch checkpoint the
         epoch then moves on and the saved position no longer applies, so it is only used by ``__iter__``.
+
+        Raises:
+            ValueError: the checkpoint stopped mid-epoch and this loader batches differently (another batch size
+                or number of processes): its saved position would skip or repeat images of that epoch.
         """
-        self._resume_at = (int(state_dict["epoch"]), int(state_dict["position"]))
+        epoch, position = int(state_dict["epoch"]), int(state_dict["position"])
+        saved = {key: state_dict.get(key) for key in ("batch_size", "world_size")}
+        now = {"batch_size": self.batch_size, "world_size": self.world_size}
+        batches = state_dict.get("batches")
+        mid_epoch = 0 < position and (batches is None or position < int(batches))
+        changed = [key for key, value in saved.items() if value is not None and int(value) != now[key]]
+        if mid_epoch and changed:
+            was = ", ".join(f"{key} {saved[key]}" for key in changed)
+            raise ValueError(
+                f"the checkpoint stopped in the middle of epoch {epoch}, after {position} of {batches} batches "
+                f"made with {was}; this run uses {', '.join(f'{key} {now[key]}' for key in changed)}, so it cannot "
+                f"continue from the right image (it would skip or repeat part of the epoch). Resume with the "
+                f"checkpoint's setting (e.g. --data.batch_size {saved['batch_size']}); change it from a checkpoint "
+                "saved at the end of an epoch"
+            )
+        self._resume_at = (epoch, position)
 
     def _indices(self) -> Tensor:
         n = len(self.labels)
@@ -231,6 +257,13 @@ class MNISTDataModule(LightningDataModule):
         device_resident: bool = False,
     ) -> None:
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("seed", seed)):
+            check_int(value, name, minimum=None)  # the type here; the ranges below
+        for name, flag in (("download", download), ("drop_last", drop_last), ("device_resident", device_resident)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be true or false, got {flag!r} ({type(flag).__name__})")
+        if not isinstance(data_dir, str | os.PathLike):
+            raise ValueError(f"data_dir must be a folder path, got {data_dir!r} ({type(data_dir).__name__})")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -265,19 +298,49 @@ class MNISTDataModule(LightningDataModule):
         return Path(self.data_dir) / _DATASETS[self.dataset].__name__ / "raw"
 
     def _missing_data_error(self, cause: BaseException | None = None) -> DataNotFoundError:
-        reason = f" (download failed: {cause})" if cause is not None else " (download is off)"
+        # One line (the CLI prints only the first): the download's own multi-line report is folded into it.
+        reason = (f" (download failed: {'; '.join(line.strip() for line in str(cause).splitlines() if line.strip())})"
+                  if cause is not None else " (download is off)")
+        mirrors = " or ".join(_DATASETS[self.dataset].mirrors)
         return DataNotFoundError(
             f"{self.dataset} not found in {self.raw_folder.resolve()}{reason}. Expected the files "
-            f"{', '.join(RAW_FILES)} there (or their .gz archives). Either point --data.data_dir at a folder "
-            f"holding {_DATASETS[self.dataset].__name__}/raw/ (e.g. --data.data_dir ../shared/data "
-            "--data.download false), or allow network access with --data.download true."
+            f"{', '.join(RAW_FILES)} there, or their .gz archives (they are extracted on first use): download them "
+            f"by hand (e.g. from {mirrors}) into that folder, or point --data.data_dir at a folder holding "
+            f"{_DATASETS[self.dataset].__name__}/raw/ (e.g. --data.data_dir ../shared/data --data.download false)"
+            + (", or allow network access with --data.download true." if cause is None else ".")
         )
+
+    def _extract_archives(self) -> None:
+        """Extract ``<file>.gz`` archives whose extracted file is missing (torchvision only reads extracted files).
+
+        Raises:
+            CorruptDataError: an archive is not a readable gzip file.
+            PermissionError: the raw folder is not writable (the message says to extract the files elsewhere).
+        """
+        for name in RAW_FILES:  # all four: torchvision wants both splits present to read either
+            target, archive = self.raw_folder / name, self.raw_folder / f"{name}.gz"
+            if target.exists() or not archive.is_file():
+                continue
+            partial = target.with_name(f".{name}.partial")
+            try:
+                with gzip.open(archive, "rb") as src, partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(partial, target)
+            except (OSError, EOFError, zlib.error) as err:
+                partial.unlink(missing_ok=True)
+                if isinstance(err, PermissionError):
+                    raise PermissionError(f"cannot extract {archive} into {self.raw_folder}: permission denied; "
+                                          "extract it yourself (gunzip -k) or copy the folder somewhere writable"
+                                          ) from err
+                raise CorruptDataError(f"{archive} is not a readable gzip archive ({err}): it is truncated or "
+                                       "corrupted; download it again") from err
 
     def _load(self, train: bool) -> datasets.MNIST:
         if Path(self.data_dir).is_file():
             raise NotADirectoryError(f"data_dir {self.data_dir!r} is a file; it must be a folder holding "
                                      f"{_DATASETS[self.dataset].__name__}/raw/")
         cls = _DATASETS[self.dataset]
+        self._extract_archives()
         self._check_raw_files(train)
         try:
             return cls(self.data_dir, train=train, download=False)

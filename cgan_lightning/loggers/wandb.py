@@ -15,6 +15,9 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+from cgan_lightning.utilities.output_paths import same_file
 
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
 #: copied from the instantiated model into the config that W&B receives.
@@ -50,6 +53,21 @@ class WandbSaveConfigCallback(SaveConfigCallback):
     - keeps the re-loadable ``config.yaml`` in the W&B run's own files folder, so each run, even when several
       share a ``save_dir``, carries the config that reproduces it (``--config <run>/files/config.yaml``).
     """
+
+    #: Where the resolved config goes when ``config.yaml`` in the log dir is the ``--config`` file being read.
+    RESOLVED_CONFIG_FILENAME = "config.resolved.yaml"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Never overwrite the config the user passed (a hand-written file, comments and all, in the run folder):
+        # the resolved config then goes beside it.
+        if self.save_to_log_dir and not self.already_saved and trainer.log_dir is not None:
+            target = Path(trainer.log_dir) / self.config_filename
+            inputs = [Path(str(getattr(p, "absolute", p))) for p in (self.config.get("config") or [])]
+            if target.exists() and any(same_file(target, p) for p in inputs):
+                self.config_filename = self.RESOLVED_CONFIG_FILENAME
+                rank_zero_warn(f"{target} is the --config file this run reads: it is kept as it is; the run's "
+                               f"resolved config goes to {target.with_name(self.config_filename)}")
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         loggers = wandb_loggers(trainer)

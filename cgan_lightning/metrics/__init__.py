@@ -12,8 +12,10 @@ from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
 from cgan_lightning.metrics.per_class_scores import PerClassScores
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
 
 __all__ = [
+    "BadSamplesError",
     "ClassifierFeatures",
     "ConditionalSampler",
     "InceptionFeatures",
@@ -23,6 +25,7 @@ __all__ = [
     "PrecomputedFeatures",
     "build_feature_extractor",
     "check_sampler",
+    "check_samples",
     "evaluate_generator",
     "load_classifier",
     "load_mnist_classifier",

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cgan_lightning.data.mnist import MNISTDataModule, normalize
+from cgan_lightning.data.mnist import RAW_FILES, MNISTDataModule, normalize
 from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
+from cgan_lightning.utilities.output_paths import check_output_path
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "mnist_classifier.pt"
 
@@ -106,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "kmnist"])
     args = parser.parse_args(argv)
+    raw = MNISTDataModule(data_dir=args.data_dir, download=False, dataset=args.dataset).raw_folder
+    try:  # never write the weights over the data being read or over a GAN checkpoint
+        check_output_path(args.out, [raw / name for name in RAW_FILES], lightning_only=True)
+    except ValueError as error:
+        parser.error(str(error))
     start = time.perf_counter()
     model, test_acc = train(args.data_dir, args.epochs, args.batch_size, args.lr, args.seed, args.dataset)
     seconds = time.perf_counter() - start

@@ -9,9 +9,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.metrics.features import ClassifierFeatures, FeatureChoice, build_feature_extractor, feature_dim
+from cgan_lightning.metrics.features import (
+    ClassifierFeatures,
+    FeatureChoice,
+    build_feature_extractor,
+    feature_dim,
+    to_unit_float,
+)
 from cgan_lightning.metrics.per_class_scores import PerClassScores, features_of
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
 from cgan_lightning.metrics.sampling import class_balanced_latents, generate, rebatch
 
 
@@ -79,6 +86,8 @@ class PerClassEvaluator:
         """
         added = 0
         for images, labels in rebatch(batches, batch_size):
+            images = check_samples(to_unit_float(images) if images.dtype == torch.uint8 else images, labels,
+                                   what="real images")
             feats, _ = features_of(images.to(self.device), self.extractor, None)
             self.scores.update_real(feats, labels.to(self.device))
             added += len(labels)
@@ -94,6 +103,8 @@ class PerClassEvaluator:
 
         Raises:
             RuntimeError: no real statistics yet (call :meth:`add_real` first).
+            BadSamplesError: (a ``ValueError``) the model's images are not finite or not in ``[-1, 1]`` (under
+                DDP: on any rank; every rank raises, so none waits for the others in ``compute``).
         """
         if not self.has_real:
             raise RuntimeError("no real images were accumulated: call add_real() before evaluate()")
@@ -102,7 +113,28 @@ class PerClassEvaluator:
         self.scores.reset_fake()
         z, labels = class_balanced_latents(self.num_classes, samples_per_class, model.latent_dim, seed)
         z, labels = z[rank::world_size], labels[rank::world_size]
-        for images, batch_labels in generate(model, z, labels, batch_size, self.device):
-            feats, preds = features_of(images, self.extractor, self.classifier)
-            self.scores.update_fake(feats, batch_labels, preds)
+        error: BadSamplesError | None = None
+        try:
+            for images, batch_labels in generate(model, z, labels, batch_size, self.device):
+                feats, preds = features_of(images, self.extractor, self.classifier)
+                self.scores.update_fake(feats, batch_labels, preds)
+        except BadSamplesError as bad:
+            error = bad
+        if world_size > 1 and _any_rank(error is not None, self.device):
+            error = error or BadSamplesError("another process's generated images were not finite or not in [-1, 1] "
+                                             "(its error names them); nothing was scored")
+        if error is not None:
+            self.scores.reset_fake()
+            raise error
         return self.scores.compute()
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on any process (all processes must call this together)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from cgan_lightning.metrics.features import PrecomputedFeatures
+from cgan_lightning.metrics.sample_checks import BadSamplesError, check_finite_features
 
 
 class PerClassScores(nn.Module):
@@ -46,6 +47,8 @@ class PerClassScores(nn.Module):
         return int(self.overall_fid.real_features_num_samples)
 
     def _update_fid(self, features: Tensor, labels: Tensor, real: bool) -> None:
+        # The FID's matrix square root must never see NaN/inf (LAPACK may crash the process on them).
+        check_finite_features(features, "features of real images" if real else "features of generated images")
         labels = labels.to(features.device)
         for k in labels.unique().tolist():  # one batched update per class present, not per image
             self.class_fid[k].update(features[labels == k], real=real)
@@ -72,6 +75,10 @@ class PerClassScores(nn.Module):
 
     @staticmethod
     def _fid(metric: FrechetInceptionDistance) -> float:
+        states = (metric.real_features_sum, metric.real_features_cov_sum, metric.fake_features_sum,
+                  metric.fake_features_cov_sum)
+        if not all(bool(torch.isfinite(s).all()) for s in states):  # last guard before the matrix square root
+            raise BadSamplesError("the FID statistics hold NaN/inf values; refusing to compute the FID")
         try:
             return float(metric.compute())
         except RuntimeError:  # fewer than two real or fake samples of this class

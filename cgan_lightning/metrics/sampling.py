@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sample_checks import check_samples
 
 
 def seeded_normal(shape: tuple[int, ...], seed: int) -> Tensor:
@@ -30,17 +31,15 @@ def generate(model: ConditionalSampler, z: Tensor, labels: Tensor, batch_size: i
     """Yield ``(images, labels)`` batches of ``model.sample(labels, z=z)`` on ``device``; z and labels from the CPU.
 
     Raises:
-        ValueError: ``sample`` returned something that is not one image per label.
+        BadSamplesError: (a ``ValueError``) ``sample`` returned something that is not one finite image in
+            ``[-1, 1]`` per label (see :func:`~cgan_lightning.metrics.sample_checks.check_samples`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, len(labels), batch_size):
         lab = labels[start : start + batch_size].to(device)
         images = model.sample(lab, z=z[start : start + batch_size].to(device))
-        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] != len(lab):
-            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"sample(labels, z=z) must return images [batch, C, H, W] (one per label), got {got}")
-        yield images, lab
+        yield check_samples(images, lab, getattr(model, "image_shape", None)), lab
 
 
 def slerp(z0: Tensor, z1: Tensor, steps: int) -> Tensor:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.sample_checks import check_samples
 from cgan_lightning.metrics.sampling import slerp
 
 
@@ -23,8 +24,8 @@ def traversal_images(model: ConditionalSampler, endpoints: Tensor, steps: int, d
     if endpoints.shape[0] != k or endpoints.shape[1] != 2:
         raise ValueError(f"endpoints must be [num_classes={k}, 2, latent_dim], got {tuple(endpoints.shape)}")
     z = slerp(endpoints[:, 0], endpoints[:, 1], steps).reshape(k * steps, -1)
-    labels = torch.arange(k).repeat_interleave(steps)
-    return model.sample(labels.to(device), z=z.to(device))
+    labels = torch.arange(k).repeat_interleave(steps).to(device)
+    return check_samples(model.sample(labels, z=z.to(device)), labels)
 
 
 def traversal_scores(predictions: Tensor, num_classes: int, steps: int) -> dict[str, float]:

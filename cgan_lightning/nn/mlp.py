@@ -27,6 +27,16 @@ def _mlp_block(in_features: int, out_features: int, batch_norm: bool) -> list[nn
     return layers
 
 
+def check_layer_sizes(hidden_dims: Sequence[int], embedding_dim: int | None) -> None:
+    """Raise ``ValueError`` unless every hidden width (and the embedding size, when set) is a positive integer."""
+    bad = [w for w in hidden_dims if isinstance(w, bool) or not isinstance(w, int) or w <= 0]
+    if bad:
+        raise ValueError(f"hidden_dims must be positive integers, got {list(hidden_dims)} (bad: {bad})")
+    if embedding_dim is not None and (isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int)
+                                      or embedding_dim <= 0):
+        raise ValueError(f"embedding_dim must be a positive integer or None, got {embedding_dim!r}")
+
+
 class MLPGenerator(nn.Module):
     """The reference generator: label embedding concatenated to z, then an MLP.
 
@@ -51,6 +61,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         if latent_dim <= 0 or num_classes <= 0:
             raise ValueError(f"latent_dim and num_classes must be positive, got {latent_dim} and {num_classes}")
+        check_layer_sizes(hidden_dims, embedding_dim)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
@@ -91,6 +102,7 @@ class MLPDiscriminator(nn.Module):
         embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
+        check_layer_sizes(hidden_dims, embedding_dim)
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
         embedding_dim = embedding_dim or num_classes

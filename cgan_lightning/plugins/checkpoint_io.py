@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,43 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+#: The temporary files :func:`atomic_torch_save` writes: ``.<target name>.<8 random chars>.tmp`` (``mkstemp``).
+TEMP_FILE_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+#: When this process (about) started: temporary files older than this are not being written by it.
+_PROCESS_START = time.time()
+#: A temporary file untouched this long is not being written by another live process either.
+STALE_AFTER_S = 60.0
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str], now: float | None = None) -> list[Path]:
+    """Delete the partial files that killed saves left in ``folder``; return what was removed.
+
+    Only files named like :data:`TEMP_FILE_PATTERN`, last modified before this process started and more than
+    :data:`STALE_AFTER_S` seconds ago, are removed: nothing this process or a live writer is writing, and nothing
+    that is not ours.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not TEMP_FILE_PATTERN.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if mtime < _PROCESS_START and now - mtime > STALE_AFTER_S:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save(obj, path)`` such that ``path`` holds either its old content or the complete new file.
 
     The bytes go to a temporary file beside ``path`` (same filesystem, so the final ``os.replace`` is an
     atomic rename), which is fsynced before the rename; the folder is fsynced after it so the rename itself
-    is durable. On any error the temporary file is removed and ``path`` is left untouched.
+    is durable. On any error the temporary file is removed and ``path`` is left untouched; the partial files of
+    saves killed before they could clean up (SIGKILL, power loss) are removed at the next save into the folder
+    (:func:`remove_stale_temp_files`).
 
     Args:
         obj: anything ``torch.save`` accepts.
@@ -38,6 +70,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -152,6 +185,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "RNGStateCheckpoint",
     "atomic_torch_save",
+    "remove_stale_temp_files",
     "use_atomic_checkpoint_io",
     "capture_rng_state",
     "restore_rng_state",

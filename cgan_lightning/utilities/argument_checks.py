@@ -124,3 +124,59 @@ def check_images(images: Tensor, image_shape: ImageShape) -> None:
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(image_shape):
         c, h, w = image_shape
         raise ValueError(f"images must have shape [batch, {c}, {h}, {w}], got {tuple(images.shape)}")
+
+
+def check_int(value: object, name: str, minimum: int | None = 1) -> int:
+    """Return ``value`` if it is an integer (not a bool) ``>= minimum``; else raise ``ValueError`` naming ``name``.
+
+    Args:
+        value: what the user passed.
+        name: the argument's name for the message, e.g. ``latent_dim``.
+        minimum: the smallest value allowed (``None``: any integer).
+
+    Raises:
+        ValueError: ``value`` is a float, a string, a bool or another type, or below ``minimum``.
+    """
+    kind = "a positive integer" if minimum == 1 else "an integer" + (f" >= {minimum}" if minimum is not None else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {kind}, got {value}")
+    return int(value)
+
+
+def check_number(value: object, name: str, minimum: float | None = None) -> float:
+    """Return ``value`` as a float if it is a finite real number ``>= minimum``; else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return float(value)
+
+
+def check_sample_inputs(z: object, generator: object) -> None:
+    """Raise ``ValueError`` for a ``generator`` that is not a ``torch.Generator`` or a ``z`` with NaN/inf values."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(42)) or None, got "
+                         f"{generator!r} ({type(generator).__name__})")
+    if isinstance(z, Tensor) and z.is_floating_point() and not z.is_meta and not bool(torch.isfinite(z).all()):
+        rows = int((~torch.isfinite(z.reshape(z.shape[0], -1) if z.dim() else z.reshape(1, 1))).any(dim=1).sum())
+        raise ValueError(f"z holds NaN or inf values in {rows} of its {len(z) if z.dim() else 1} rows; latents must "
+                         "be finite (e.g. drawn with torch.randn)")
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool; else raise ``ValueError`` (a string ``"false"`` would count as true)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_image_shape(image_shape: object) -> tuple[int, int, int]:
+    """Return ``image_shape`` as ``(channels, height, width)`` of positive ints; else raise ``ValueError``."""
+    values = list(image_shape) if isinstance(image_shape, list | tuple) else None
+    if (values is None or len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                                   for v in values) or min(values) <= 0):
+        raise ValueError(f"image_shape must be (channels, height, width) of positive ints, e.g. (1, 28, 28); got "
+                         f"{image_shape!r}")
+    return (int(values[0]), int(values[1]), int(values[2]))

@@ -69,6 +69,12 @@ def verify_checkpoint_file(path: str | os.PathLike[str]) -> Path:
         raise CheckpointError("no such file", path)
     if path.is_dir():
         raise CheckpointError("is a folder; expected a .ckpt file written by the trainer", path)
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError as err:  # is_zipfile would swallow it and the file would be called corrupted
+        raise CheckpointError("permission denied: this user may not read the file; fix its permissions "
+                              "(e.g. chmod u+r) or copy it somewhere readable", path) from err
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"the file is empty (0 bytes): it was never written completely; {advice}", path)
