@@ -13,6 +13,7 @@ from typing import NoReturn
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.cli import LightningArgumentParser
 
+from cgan_lightning.cli.subcommands import LIGHTNING_SUBCOMMANDS
 from cgan_lightning.nn.build import is_out_of_memory
 
 #: Longest message printed; a union type's error lists every alternative at length.
@@ -32,7 +33,9 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error or debug_mode_active():  # callers that catch the error keep jsonargparse's way
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        prog = parser.prog.replace(" [options]", "")
+        # A subcommand parser's prog is the parent's (multi-line) usage followed by the subcommand's name.
+        words = parser.prog.replace(" [options]", "").split()
+        prog = f"cgan-lightning {words[-1]}" if len(words) > 1 and words[-1] in LIGHTNING_SUBCOMMANDS else words[0]
         sys.stderr.write(f"{prog}: error: {one_line(message)} (see {prog} --help)\n")
         raise SystemExit(2)
 

@@ -24,6 +24,7 @@ from typing_extensions import override
 
 from cgan_lightning.callbacks.best_checkpoints import best_fid_checkpoint_for
 from cgan_lightning.callbacks.run_summary import RunSummary
+from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
 from cgan_lightning.cli.help_format import EPILOG, CompactHelpFormatter
 from cgan_lightning.cli.subcommands import (
     DESCRIPTION,
@@ -35,7 +36,6 @@ from cgan_lightning.cli.subcommands import (
     wants_top_level_help,
 )
 from cgan_lightning.cli.warnings import silence_known_noise
-from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
 from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
