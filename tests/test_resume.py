@@ -51,9 +51,8 @@ def _fit(data_dir: Path, root: Path, max_epochs: int, seed: int = 0, ckpt_path: 
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2, num_sanity_val_steps=0,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
     )
-    # weights_only=False: these hparams hold functools.partial (CLI checkpoints store plain config dicts instead).
-    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path,
-                weights_only=False)
+    # The default weights_only=True: the partial() factories are recorded as plain class-config dicts.
+    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path)
     return model, trainer
 
 
@@ -88,7 +87,7 @@ def test_end_of_epoch_resume_matches_uninterrupted_run(straight, fake_mnist_sess
     first, _ = _fit(fake_mnist_session_dir, tmp_path, max_epochs=1)
     last = tmp_path / "ckpt" / "last.ckpt"
     assert last.is_file() and (tmp_path / "ckpt" / "epoch=000.ckpt").is_file()
-    # A different seed: everything that matters must come from the checkpoint, global RNG included.
+    # A different seed: everything that matters must come from the checkpoint, the training RNG included.
     model_b, trainer_b = _fit(fake_mnist_session_dir, tmp_path, max_epochs=2, seed=1234, ckpt_path=last)
     _assert_same_state(model_a, model_b, trainer_a, trainer_b)
     assert (tmp_path / "ckpt" / "epoch=001.ckpt").is_file()
@@ -104,13 +103,33 @@ def test_mid_epoch_resume_continues_the_data_order(straight, fake_mnist_session_
 
 
 def test_resume_without_the_rng_state_diverges(straight, fake_mnist_session_dir: Path, tmp_path: Path):
-    """The test above is sensitive: dropping the saved RNG state makes the resumed weights differ."""
+    """The test above is sensitive: dropping the saved training RNG state makes the resumed weights differ."""
     model_a, _, root = straight
-    ckpt = torch.load(root / "ckpt" / "epoch=000.ckpt", weights_only=False)
-    ckpt["callbacks"] = {k: v for k, v in ckpt["callbacks"].items() if not k.startswith("RNGStateCheckpoint")}
+    ckpt = torch.load(root / "ckpt" / "epoch=000.ckpt", weights_only=True)
+    assert not any(k.startswith("RNGStateCheckpoint") for k in ckpt["callbacks"])  # no global RNG is kept
+    del ckpt["training_rng"]
     stripped = tmp_path / "no_rng.ckpt"
     torch.save(ckpt, stripped)
     model_b, _ = _fit(fake_mnist_session_dir, tmp_path, max_epochs=2, seed=1234, ckpt_path=stripped)
     diff = max((model_a.generator.state_dict()[k].float() - v.float()).abs().max().item()
                for k, v in model_b.generator.state_dict().items())
     assert diff > 1e-4
+
+
+def test_training_rng_state_round_trips_through_a_checkpoint(straight, fake_mnist_session_dir: Path) -> None:
+    """The checkpoint holds the module's generator state at save time, and loading it restarts from exactly it."""
+    model_a, trainer_a, root = straight
+    saved = torch.load(root / "ckpt" / "last.ckpt", weights_only=True)["training_rng"]["states"]
+    assert len(saved) == 1 and saved[0].dtype == torch.uint8
+    assert torch.equal(saved[0], model_a.training_rng.state())  # nothing drawn after the last save
+    fresh = _model(seed=5)
+    fresh.on_load_checkpoint(torch.load(root / "ckpt" / "last.ckpt", weights_only=True))
+    fresh.training_rng.start(torch.device("cpu"))
+    assert torch.equal(fresh.training_rng.state(), saved[0])
+    # Without a loaded state it is seeded from torch.initial_seed(): seed_everything(s) decides the stream.
+    seed_everything(5)
+    fresh.training_rng.start(torch.device("cpu"))
+    first = torch.randn(3, generator=fresh.training_rng.generator)
+    seed_everything(5)
+    fresh.training_rng.start(torch.device("cpu"))
+    assert torch.equal(torch.randn(3, generator=fresh.training_rng.generator), first)

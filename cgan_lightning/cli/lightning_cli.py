@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
 from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
@@ -47,7 +48,12 @@ class CGANLightningCLI(LightningCLI):
         strategy = self._get(self.config_init, "trainer", default={}).get("strategy")
         if strategy is not None and "strategy" not in kwargs and gan_strategy_name(strategy) != strategy:
             kwargs["strategy"] = gan_strategy_name(strategy)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        # SIGTERM / Ctrl-C save last.ckpt at a batch boundary unless --save_on_interrupt false.
+        key = f"{self.subcommand}.save_on_interrupt" if self.subcommand else "save_on_interrupt"
+        if self.config_init.get(key, True) and not any(isinstance(c, SaveOnInterrupt) for c in trainer.callbacks):
+            trainer.callbacks.append(SaveOnInterrupt())
+        return trainer
 
     def before_fit(self) -> None:
         # Checkpoints written by this run are crash-safe (temp file + rename) unless a custom CheckpointIO is set.
@@ -79,6 +85,8 @@ class CGANLightningCLI(LightningCLI):
                 "model.optimizer_d": _REFERENCE_ADAM,
             }
         )
+        parser.add_argument("--save_on_interrupt", type=bool, default=True,
+                            help="On SIGTERM or Ctrl-C, finish the batch, save last.ckpt and stop (SaveOnInterrupt)")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {

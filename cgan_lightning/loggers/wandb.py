@@ -16,6 +16,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from cgan_lightning.utilities.lightning_internals import wandb_run_started
+
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
 #: copied from the instantiated model into the config that W&B receives.
 LINKED_MODEL_KEYS = ("num_classes", "image_shape")
@@ -33,7 +35,7 @@ def finish_wandb_runs(trainer: Trainer) -> None:
     instead of appending to the finished one, which ``WandbLogger`` would otherwise reuse.
     """
     for logger in wandb_loggers(trainer):
-        if logger._experiment is not None:  # never start a run just to finish it
+        if wandb_run_started(logger):  # never start a run just to finish it
             logger.experiment.finish()
 
 

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -102,9 +103,7 @@ class InceptionFeatures(_FrozenExtractor):
 
     def __init__(self, weights_path: str | Path | None = None, num_features: int = 2048) -> None:
         super().__init__()
-        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
-
-        if not _TORCH_FIDELITY_AVAILABLE:
+        if importlib.util.find_spec("torch_fidelity") is None:
             raise ModuleNotFoundError(
                 "feature='inception' needs torch-fidelity: `pip install 'cgan-lightning[inception]'`. "
                 "The default feature='classifier' works offline with no extra package."

@@ -28,6 +28,8 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
+
 StartMethod = Literal["popen", "spawn", "fork", "forkserver"]
 
 #: Stock DDP names that the CLI maps to the GAN-aware strategy with the same start method.
@@ -207,7 +209,7 @@ def allow_unused_parameters(strategy: Strategy) -> None:
     """
     if not isinstance(strategy, DDPStrategy) or isinstance(strategy, GANDDPStrategy):
         return
-    ddp_kwargs: dict[str, Any] | None = getattr(strategy, "_ddp_kwargs", None)
+    ddp_kwargs = ddp_wrapper_kwargs(strategy)
     if ddp_kwargs is None:
         return
     if ddp_kwargs.get("static_graph"):
