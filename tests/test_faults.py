@@ -103,7 +103,7 @@ def test_sigkill_mid_epoch_leaves_a_loadable_last_ckpt_and_fit_continues(fake_mn
 def test_ctrl_c_in_a_subprocess_resumes_bit_for_bit(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
     """Ctrl-C lands between a batch's D and G updates; the run still stops at a batch boundary and resumes exactly."""
     slow_d = ["--model.discriminator=fault_helpers.SlowGStepDiscriminator",
-              "--model.discriminator.init_args.hidden_dims=[32]", "--model.discriminator.init_args.sleep_s=0.05"]
+              "--model.discriminator.init_args.hidden_dims=[32]", "--model.discriminator.init_args.sleep_s=0.2"]
     straight = tmp_path / "straight"
     main(["fit", *tiny_cli_args(fake_mnist_session_dir, straight), *slow_d, "--trainer.max_epochs=1",
           "--seed_everything=3"])
@@ -114,6 +114,7 @@ def test_ctrl_c_in_a_subprocess_resumes_bit_for_bit(fake_mnist_session_dir: Path
     proc = _start_cli(["fit", "--config", str(config), *tiny_cli_args(fake_mnist_session_dir, stopped), *slow_d,
                        "--trainer.max_epochs=1", "--seed_everything=3"], cwd=tmp_path)
     _wait_for_batches(proc, heartbeat, 3)
+    time.sleep(0.1)  # into the next batch's G step, which sleeps 0.2 s after its D update
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
