@@ -90,8 +90,10 @@ class ConditionalGAN(LightningModule):
         num_classes: number of labels (linked from the data module by the CLI).
         image_shape: ``(channels, height, width)`` (linked from the data module by the CLI).
         latent_dim: size of the noise vector z.
-        generator: builds G from ``(latent_dim, num_classes, image_shape)``; default: the reference MLP.
-        discriminator: builds D from ``(num_classes, image_shape)``; default: the reference MLP.
+        generator: builds G from ``(latent_dim, num_classes, image_shape)``; default: the reference MLP. In a
+            config, a subclass of :class:`~cgan_lightning.nn.base.ConditionalGenerator`.
+        discriminator: builds D from ``(num_classes, image_shape)``; default: the reference MLP. In a config, a
+            subclass of :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`.
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
         optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).

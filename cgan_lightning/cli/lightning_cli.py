@@ -45,13 +45,14 @@ class CGANLightningCLI(LightningCLI):
     """
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        strategy = self._get(self.config_init, "trainer", default={}).get("strategy")
+        prefix = f"{self.subcommand}." if self.subcommand else ""  # LightningCLI nests configs under the subcommand
+        strategy = self.config_init.get(f"{prefix}trainer.strategy")
         if strategy is not None and "strategy" not in kwargs and gan_strategy_name(strategy) != strategy:
             kwargs["strategy"] = gan_strategy_name(strategy)
         trainer = super().instantiate_trainer(**kwargs)
         # SIGTERM / Ctrl-C save last.ckpt at a batch boundary unless --save_on_interrupt false.
-        key = f"{self.subcommand}.save_on_interrupt" if self.subcommand else "save_on_interrupt"
-        if self.config_init.get(key, True) and not any(isinstance(c, SaveOnInterrupt) for c in trainer.callbacks):
+        wanted = self.config_init.get(f"{prefix}save_on_interrupt", True)
+        if wanted and not any(isinstance(c, SaveOnInterrupt) for c in trainer.callbacks):
             trainer.callbacks.append(SaveOnInterrupt())
         return trainer
 

@@ -12,6 +12,7 @@ from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
 from cgan_lightning.metrics.per_class_scores import PerClassScores
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.sampler_module import SamplerModule
 
 __all__ = [
     "ClassifierFeatures",
@@ -21,6 +22,7 @@ __all__ = [
     "PerClassEvaluator",
     "PerClassScores",
     "PrecomputedFeatures",
+    "SamplerModule",
     "build_feature_extractor",
     "check_sampler",
     "evaluate_generator",

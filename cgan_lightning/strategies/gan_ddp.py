@@ -21,7 +21,6 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
-from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
@@ -226,25 +225,10 @@ def allow_unused_parameters(strategy: Strategy) -> None:
     )
 
 
-def seed_ranks_apart(trainer: Trainer) -> None:
-    """Give every rank its own stream of torch random numbers (latents, fake labels, dropout).
-
-    Lightning seeds each process with the same ``PL_GLOBAL_SEED``, so without this all ranks draw the same z:
-    the fake half of the global batch would be one batch repeated ``world_size`` times. The new seed is drawn
-    from the current (shared) state plus the rank, so it stays deterministic, including after a resume that
-    restored the RNG state. Single-process runs are left untouched.
-    """
-    if trainer.world_size <= 1:
-        return
-    base = int(torch.randint(0, 2**62, (1,)).item())
-    torch.manual_seed(base + trainer.global_rank)
-
-
 __all__: list[str] = [
     "GANDDPStrategy",
     "allow_unused_parameters",
     "average_gradients",
     "broadcast_from_rank_zero",
     "gan_strategy_name",
-    "seed_ranks_apart",
 ]
