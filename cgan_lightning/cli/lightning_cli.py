@@ -19,6 +19,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from typing_extensions import override
 
 from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
 from cgan_lightning.data.mnist import MNISTDataModule
@@ -44,6 +45,7 @@ class CGANLightningCLI(LightningCLI):
       :class:`~cgan_lightning.strategies.gan_ddp.GANDDPStrategy`, DDP that syncs only the network each backward trains.
     """
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         prefix = f"{self.subcommand}." if self.subcommand else ""  # LightningCLI nests configs under the subcommand
         strategy = self.config_init.get(f"{prefix}trainer.strategy")
@@ -64,6 +66,7 @@ class CGANLightningCLI(LightningCLI):
         # End the W&B run now, so that a second fit in this process starts a new one instead of appending to it.
         finish_wandb_runs(self.trainer)
 
+    @override
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
         # LightningCLI reads --ckpt_path's hyperparameters right after parsing (they replace the model section):
@@ -75,6 +78,7 @@ class CGANLightningCLI(LightningCLI):
             verify_checkpoint_file(ckpt_path)
             peek_lightning_checkpoint(ckpt_path)  # a bare state_dict would fail with a KeyError traceback
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")

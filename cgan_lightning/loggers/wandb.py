@@ -15,6 +15,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from typing_extensions import override
 
 from cgan_lightning.utilities.lightning_internals import wandb_run_started
 
@@ -53,6 +54,7 @@ class WandbSaveConfigCallback(SaveConfigCallback):
       share a ``save_dir``, carries the config that reproduces it (``--config <run>/files/config.yaml``).
     """
 
+    @override
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         loggers = wandb_loggers(trainer)
         if not loggers:
@@ -102,10 +104,12 @@ class WandbPerClassTable(Callback):
     def __init__(self) -> None:
         self._last_logged: dict[str, dict[int, tuple[float, float]]] = {}
 
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self.log_tables(trainer, "val")
 
+    @override
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.log_tables(trainer, "test")
 

@@ -26,6 +26,7 @@ from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from typing_extensions import override
 
 from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
 
@@ -157,12 +158,14 @@ class GANDDPStrategy(DDPStrategy):
     def _is_multiprocess(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
 
+    @override
     def configure_ddp(self) -> None:
         """Start every rank from rank 0's weights and buffers (instead of wrapping in DistributedDataParallel)."""
         if self._is_multiprocess():
             assert self.model is not None
             broadcast_from_rank_zero(list(self.model.parameters()) + list(self.model.buffers()))
 
+    @override
     def post_backward(self, closure_loss: Tensor) -> None:
         """Average the gradients of the parameters that require grad (the network this backward trained)."""
         if self._is_multiprocess():
@@ -171,6 +174,7 @@ class GANDDPStrategy(DDPStrategy):
             if params:
                 average_gradients(params, self.world_size)
 
+    @override
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         output = super().training_step(*args, **kwargs)
         if self._is_multiprocess():
@@ -181,6 +185,7 @@ class GANDDPStrategy(DDPStrategy):
         return output
 
     @classmethod
+    @override
     def register_strategies(cls, strategy_registry: Any) -> None:
         for name, start_method in (("gan_ddp", "popen"), ("gan_ddp_spawn", "spawn"), ("gan_ddp_notebook", "fork")):
             if name not in strategy_registry:
