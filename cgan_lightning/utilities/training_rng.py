@@ -55,15 +55,19 @@ class TrainingRNG:
         return self._generator
 
     def start(self, device: torch.device, rank: int = 0, world_size: int = 1) -> None:
-        """Create the generator on ``device``: from the loaded checkpoint state, else from ``torch.initial_seed()``.
+        """Set up the generator on ``device``: from a loaded checkpoint state, else continue the current stream
+        (a second ``fit`` of the same model), else seed it from ``torch.initial_seed()``.
 
         Args:
             device: where the training noise is drawn (the module's device).
             rank: this process's global rank; each rank gets its own stream.
             world_size: number of processes.
         """
-        generator = torch.Generator(device=device)
         states, self._loaded = self._loaded, None
+        current = self._generator
+        if states is None and current is not None and current.device == torch.device(device):
+            return  # fit called again on the same model: go on drawing new numbers, do not replay the first fit's
+        generator = torch.Generator(device=device)
         if states is not None and len(states) == world_size and _fits(generator, states[rank]):
             generator.set_state(states[rank].cpu())
         else:
