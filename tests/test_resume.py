@@ -138,3 +138,21 @@ def test_training_rng_state_round_trips_through_a_checkpoint(straight, fake_mnis
     # A second fit of the same model continues its stream instead of replaying the first fit's noise.
     rng.start(torch.device("cpu"))
     assert not torch.equal(torch.randn(3, generator=rng.generator), draws[0])
+
+
+def test_training_rng_accepts_states_that_are_views_of_one_storage() -> None:
+    """DDP gathers the ranks' states into one tensor; its rows must load (torch's set_state crashes on such views)."""
+    streams = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
+    stacked = torch.stack(streams).unbind(0)  # row 1 is a view at offset 5056 of a shared storage
+    checkpoint: dict[str, object] = {}
+    rng = TrainingRNG()
+    rng.save(checkpoint, stacked)
+    for rank in (0, 1):
+        restored = TrainingRNG()
+        restored.load(checkpoint)
+        restored.start(torch.device("cpu"), rank=rank, world_size=2)
+        assert torch.equal(restored.state(), streams[rank])
+    restored = TrainingRNG()
+    restored.load({"training_rng": {"states": list(stacked)}})  # views straight from a loaded file
+    restored.start(torch.device("cpu"), rank=1, world_size=2)
+    assert torch.equal(restored.state(), streams[1])

@@ -69,7 +69,9 @@ class TrainingRNG:
             return  # fit called again on the same model: go on drawing new numbers, do not replay the first fit's
         generator = torch.Generator(device=device)
         if states is not None and len(states) == world_size and _fits(generator, states[rank]):
-            generator.set_state(states[rank].cpu())
+            # A copy with its own storage: set_state reads a view into a shared storage (a row of a gathered or
+            # loaded stack) from the storage's start, and crashes the process.
+            generator.set_state(states[rank].detach().to("cpu", torch.uint8).clone())
         else:
             if states is not None:
                 rank_zero_warn(f"The checkpoint's training RNG state ({len(states)} rank(s)) does not fit this run "
@@ -84,7 +86,8 @@ class TrainingRNG:
 
     def save(self, checkpoint: dict[str, Any], all_states: Sequence[Tensor]) -> None:
         """Write every rank's state (``all_states``, indexed by rank) into ``checkpoint`` as plain tensors."""
-        checkpoint[self.CHECKPOINT_KEY] = {"states": [s.detach().to("cpu", torch.uint8) for s in all_states]}
+        # One storage per state (not rows of one gathered tensor), so each loads back as an independent tensor.
+        checkpoint[self.CHECKPOINT_KEY] = {"states": [s.detach().to("cpu", torch.uint8).clone() for s in all_states]}
 
     def load(self, checkpoint: dict[str, Any]) -> None:
         """Keep the checkpoint's states for the next :meth:`start`; a checkpoint without them is ignored."""
