@@ -53,6 +53,10 @@ def check_joint_d_forward(discriminator: nn.Module) -> None:
                          "(its loss is over real pairs only): set joint_d_forward=False")
 
 
+#: Training metrics shown in the progress bar.
+PROGRESS_BAR_METRICS = ("train/g_loss", "train/d_loss")
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stopped before the optimizer step that would apply it."""
 
@@ -403,7 +407,11 @@ class ConditionalGAN(LightningModule):
             n, self._log_window_images = self._log_window_images, 0
             metrics = dict(zip(metrics, (self._log_window / n).unbind(), strict=True))
             self._log_window = None
-        self.log_dict(metrics, on_step=True, on_epoch=True, batch_size=n)
+        # The progress bar shows the two losses; D's probabilities go to the loggers only.
+        self.log_dict({k: v for k, v in metrics.items() if k in PROGRESS_BAR_METRICS}, on_step=True, on_epoch=True,
+                      batch_size=n, prog_bar=True)
+        self.log_dict({k: v for k, v in metrics.items() if k not in PROGRESS_BAR_METRICS}, on_step=True,
+                      on_epoch=True, batch_size=n)
         self.log("train/batches_seen", float(batches), on_step=True, on_epoch=False, batch_size=n)
 
     @override

@@ -56,8 +56,9 @@ def log_grid(loggers: list[Any], tag: str, grid: Tensor, step: int) -> None:
     """Send ``grid`` to each logger that shows images: W&B (``wandb.Image``) and TensorBoard; others are skipped."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            # wandb.Image casts tensor values straight to uint8 (it expects 0..255): scale the [0, 1] grid first.
-            logger.log_image(key=tag, images=[grid.mul(255).round().clamp(0, 255).byte()], step=step)
+            # wandb.Image casts tensor values straight to uint8 (it expects 0..255): scale the [0, 1] grid first,
+            # rounding as torchvision's save_image does (x * 255 + 0.5, truncated), so both show the same pixels.
+            logger.log_image(key=tag, images=[grid.mul(255).add(0.5).clamp(0, 255).byte()], step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(tag, grid, global_step=step)
 
