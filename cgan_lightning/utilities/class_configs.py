@@ -40,6 +40,15 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def _unwrap_jsonargparse(factory: functools.partial) -> functools.partial:
+    """jsonargparse builds ``Callable`` arguments as ``partial(<its helper>, <instantiator>, cls, **kwargs)``
+    (e.g. under ``load_from_checkpoint`` of a CLI checkpoint): the same thing as ``partial(cls, **kwargs)``."""
+    func_module = getattr(factory.func, "__module__", "") or ""
+    if func_module.startswith("jsonargparse") and factory.args and isinstance(factory.args[-1], type):
+        return functools.partial(factory.args[-1], **factory.keywords)
+    return factory
+
+
 def to_class_config(factory: FactoryOrConfig) -> Any:
     """The recordable form of ``factory``: ``None``, a class-config dict, or (when neither fits) a short string.
 
@@ -52,6 +61,7 @@ def to_class_config(factory: FactoryOrConfig) -> Any:
         return None if factory is None else dict(factory)
     target, kwargs = factory, {}
     if isinstance(factory, functools.partial):
+        factory = _unwrap_jsonargparse(factory)
         if factory.args:
             return f"<not recordable: {factory!r}>"
         target, kwargs = factory.func, dict(factory.keywords)
