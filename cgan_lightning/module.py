@@ -8,18 +8,18 @@ from functools import partial
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
+from typing_extensions import override
 
-from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
 from cgan_lightning.losses import DiscriminatorPenalty, get_loss, r1_penalty
 from cgan_lightning.metrics.sample_checks import check_samples
+from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
-from cgan_lightning.plugins.checkpoint_io import RNGStateCheckpoint
-from cgan_lightning.strategies.gan_ddp import allow_unused_parameters, seed_ranks_apart
+from cgan_lightning.strategies.gan_ddp import allow_unused_parameters
 from cgan_lightning.utilities.argument_checks import (
     ImageShape,
     as_label_tensor,
@@ -37,11 +37,19 @@ from cgan_lightning.utilities.checkpoint_files import (
     is_local_path,
     verify_checkpoint_file,
 )
+from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
+from cgan_lightning.utilities.lightning_internals import attached_trainer
+from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
 
-#: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` + ``init_args``.
-GeneratorFactory = Callable[[int, int, ImageShape], nn.Module]
-#: Builds a discriminator from ``(num_classes, image_shape)``; in a config: ``class_path`` + ``init_args``.
-DiscriminatorFactory = Callable[[int, ImageShape], nn.Module]
+#: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` (a subclass of
+#: :class:`~cgan_lightning.nn.base.ConditionalGenerator`) + ``init_args``.
+GeneratorFactory = Callable[[int, int, ImageShape], ConditionalGenerator]
+#: Builds a discriminator from ``(num_classes, image_shape)``; in a config: ``class_path`` (a subclass of
+#: :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`) + ``init_args``.
+DiscriminatorFactory = Callable[[int, ImageShape], ConditionalDiscriminator]
+#: Batch-norm layers (public classes): their statistics would mix real and fake pairs in one forward.
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+                nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
 
 
 def check_joint_d_forward(discriminator: nn.Module) -> None:
@@ -50,7 +58,7 @@ def check_joint_d_forward(discriminator: nn.Module) -> None:
     Batch norm would normalize the mixed batch with shared statistics; an auxiliary head
     (``logits_and_aux_loss``) would take its loss over the generated pairs as well as the real ones.
     """
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+    if any(isinstance(m, _BATCH_NORMS) for m in discriminator.modules()):
         raise ValueError(f"joint_d_forward=True needs a discriminator without batch norm, but "
                          f"{type(discriminator).__name__} has one: set joint_d_forward=False")
     if hasattr(discriminator, "logits_and_aux_loss"):
@@ -79,6 +87,19 @@ class ConditionalGAN(LightningModule):
     advances ``global_step`` by ``d_steps_per_g_step + 1`` (2 by default): ``Trainer(max_steps=N)`` stops after
     ``N / (d_steps_per_g_step + 1)`` batches. The number of batches is logged as ``train/batches_seen``.
 
+    Training metrics are logged every ``Trainer(log_every_n_steps=N)`` batches as their image-weighted mean over
+    those ``N`` batches (epoch means are exact image means); each ``self.log`` costs Lightning about half a
+    millisecond of CPU, so logging less often is faster and changes no number of the training.
+
+    The training latents and fake labels come from a ``torch.Generator`` the module owns, seeded at the start of
+    ``fit`` from ``torch.initial_seed()`` (so ``seed_everything(s)`` fixes it) plus the DDP rank (each rank draws
+    its own fakes), and kept in every checkpoint: ``fit(ckpt_path=...)`` continues exactly, without touching
+    the global RNG.
+
+    Networks and optimizers given as callables (a class, ``functools.partial(cls, **kwargs)``) are recorded in
+    the hyperparameters as ``{"class_path": ..., "init_args": {...}}`` dicts, as the CLI writes them, so
+    ``load_from_checkpoint(path)`` rebuilds them with ``torch.load``'s default ``weights_only=True``.
+
     Evaluation protocol (what the callbacks rely on): ``num_classes``, ``latent_dim``, ``image_shape`` and
     ``sample(labels, z=None, generator=None, ema=None)`` (EMA weights whenever ``ema_decay`` is set).
 
@@ -86,8 +107,10 @@ class ConditionalGAN(LightningModule):
         num_classes: number of labels (linked from the data module by the CLI).
         image_shape: ``(channels, height, width)`` (linked from the data module by the CLI).
         latent_dim: size of the noise vector z.
-        generator: builds G from ``(latent_dim, num_classes, image_shape)``; default: the reference MLP.
-        discriminator: builds D from ``(num_classes, image_shape)``; default: the reference MLP.
+        generator: builds G from ``(latent_dim, num_classes, image_shape)``; default: the reference MLP. In a
+            config, a subclass of :class:`~cgan_lightning.nn.base.ConditionalGenerator`.
+        discriminator: builds D from ``(num_classes, image_shape)``; default: the reference MLP. In a config, a
+            subclass of :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`.
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
         optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).
@@ -96,9 +119,6 @@ class ConditionalGAN(LightningModule):
         r1_gamma: weight of the R1 penalty on real data added to D's loss (0: off), with any ``loss``.
         ema_decay: keep an exponential moving average of G's weights with this decay (e.g. ``0.999``), updated
             after every G step and used by :meth:`sample`; ``None`` (default): no EMA.
-        log_interval: log the training metrics every this many batches, as their image-weighted mean over
-            those batches (epoch means are unchanged); 1 (default) logs every batch. Each ``self.log`` costs
-            Lightning about half a millisecond of CPU, so the fast configs set it to ``log_every_n_steps``.
         joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths, fewer,
             larger matrix products; equal to rounding, not bit for bit). Needs a D without batch norm (its
             statistics would mix real and fake) and without an auxiliary head.
@@ -125,13 +145,12 @@ class ConditionalGAN(LightningModule):
         check_finite: bool = True,
         r1_gamma: float = 0.0,
         ema_decay: float | None = None,
-        log_interval: int = 1,
         joint_d_forward: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
-                            ("d_steps_per_g_step", d_steps_per_g_step), ("log_interval", log_interval)):
+                            ("d_steps_per_g_step", d_steps_per_g_step)):
             check_int(value, name, minimum=None)  # the type here; the ranges below
         for name, value in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(value, name)
@@ -147,6 +166,14 @@ class ConditionalGAN(LightningModule):
         image_shape = tuple(int(v) for v in image_shape)
         if len(image_shape) != 3 or min(image_shape) <= 0:
             raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape}")
+        # Callables become plain class-config dicts before save_hyperparameters records them (no pickled code in
+        # checkpoints); dicts (from load_from_checkpoint) become factories again.
+        generator_factory = from_class_config(generator, "generator")
+        discriminator_factory = from_class_config(discriminator, "discriminator")
+        optimizer_g_factory = from_class_config(optimizer_g, "optimizer_g")
+        optimizer_d_factory = from_class_config(optimizer_d, "optimizer_d")
+        generator, discriminator = to_class_config(generator), to_class_config(discriminator)
+        optimizer_g, optimizer_d = to_class_config(optimizer_g), to_class_config(optimizer_d)
         self.save_hyperparameters()
         # The CLI links these from the data module after parsing; record the values actually used so that
         # load_from_checkpoint rebuilds the same networks.
@@ -162,18 +189,19 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"r1_gamma must be >= 0 (0 turns the R1 penalty off), got {r1_gamma}")
         r1 = partial(r1_penalty, gamma=r1_gamma) if r1_gamma > 0 else None
         self.d_penalties: list[DiscriminatorPenalty] = [p for p in (self.adversarial_loss.penalty, r1) if p]
-        self.generator = build_network(generator or MLPGenerator, (latent_dim, num_classes, image_shape), "generator")
-        self.discriminator = build_network(discriminator or MLPDiscriminator, (num_classes, image_shape),
+        self.generator = build_network(generator_factory or MLPGenerator, (latent_dim, num_classes, image_shape),
+                                       "generator")
+        self.discriminator = build_network(discriminator_factory or MLPDiscriminator, (num_classes, image_shape),
                                            "discriminator")
         # A submodule, so the average is saved in checkpoints and follows the module's device.
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
-        self._optimizer_g = optimizer_g or reference_adam
-        self._optimizer_d = optimizer_d or reference_adam
-        if log_interval < 1:
-            raise ValueError(f"log_interval must be >= 1 (1 logs every batch), got {log_interval}")
-        self.log_interval = log_interval
+        self._optimizer_g = optimizer_g_factory or reference_adam
+        self._optimizer_d = optimizer_d_factory or reference_adam
+        #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
+        self.training_rng = TrainingRNG()
         self._log_window: Tensor | None = None  # image-weighted sums of the metrics since the last log
         self._log_window_images = 0
+        self._eval_rng: torch.Generator | None = None
         if joint_d_forward:
             check_joint_d_forward(self.discriminator)
         self.joint_d_forward = joint_d_forward
@@ -183,6 +211,7 @@ class ConditionalGAN(LightningModule):
             self.discriminator.compile()
 
     # ----------------------------------------------------------------------------------------- public API
+    @override
     def forward(self, z: Tensor, labels: Tensor | Sequence[int]) -> Tensor:
         """Generate images in ``[-1, 1]`` of shape ``[B, C, H, W]`` for latents ``[B, latent_dim]`` and labels ``[B]``.
 
@@ -242,6 +271,7 @@ class ConditionalGAN(LightningModule):
         return torch.randn(n, self.latent_dim, generator=generator, device=gen_device).to(self.device)
 
     @classmethod
+    @override
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ConditionalGAN:  # type: ignore[override]
         """``LightningModule.load_from_checkpoint``, with a clear error for a damaged or mismatched file.
 
@@ -262,39 +292,52 @@ class ConditionalGAN(LightningModule):
             raise CheckpointError(f"holds no {err}: it is not a Lightning checkpoint (a bare model.state_dict() "
                                   "file? load it with model.load_state_dict(torch.load(path)))", path) from err
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Runs before the weights are copied in (Trainer and load_from_checkpoint alike): a checkpoint made for
         # other data or networks gets one clear message instead of load_state_dict's size-mismatch listing.
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         check_checkpoint_matches(
             checkpoint, self.state_dict(), self.hparams,
             strict=trainer is not None and self.strict_loading,  # load_from_checkpoint(strict=...) is not visible here
             path=trainer.ckpt_path if trainer is not None and is_local_path(trainer.ckpt_path) else None,
         )
+        self.training_rng.load(checkpoint)
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.training_rng.started:  # not fitting (validate/test): no training noise to keep
+            return
+        state = self.training_rng.state()
+        if self.trainer.world_size > 1:
+            # Every rank dumps the checkpoint (rank 0 writes it): gather each rank's stream so all resume exactly.
+            gathered = self.all_gather(state.to(self.device))
+            states = [s.cpu() for s in gathered.unbind(0)]
+        else:
+            states = [state]
+        self.training_rng.save(checkpoint, states)
 
     # ------------------------------------------------------------------------------------------ training
-    def configure_callbacks(self) -> list[Callback]:
-        # training_step draws z from the global RNG, which Lightning does not checkpoint: keep it, so that
-        # fit(ckpt_path=...) continues exactly as an uninterrupted run would.
-        # SaveOnInterrupt: SIGTERM / Ctrl-C write last.ckpt, so a stopped run resumes where it stopped.
-        return [RNGStateCheckpoint(), SaveOnInterrupt()]
-
+    @override
     def setup(self, stage: str) -> None:
         # Stock DDP must tolerate the frozen half of each step (GANDDPStrategy, the CLI's "ddp", needs nothing).
         allow_unused_parameters(self.trainer.strategy)
 
+    @override
     def on_fit_start(self) -> None:
-        # Every DDP rank starts from the same seed; each must draw its own z and fake labels.
-        seed_ranks_apart(self.trainer)
+        # After any checkpoint was loaded: continue its stream, else seed from torch.initial_seed() + rank.
+        self.training_rng.start(self.device, self.global_rank, self.trainer.world_size)
 
+    @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         # Order matters: training_step unpacks (G, D).
         return [build_optimizer(self._optimizer_g, self.generator.parameters(), "model.optimizer_g"),
                 build_optimizer(self._optimizer_d, self.discriminator.parameters(), "model.optimizer_d")]
 
     def _fake_batch(self, n: int) -> tuple[Tensor, Tensor]:
-        z = torch.randn(n, self.latent_dim, device=self.device)
-        labels = torch.randint(0, self.num_classes, (n,), device=self.device)
+        rng = self.training_rng.generator
+        z = torch.randn(n, self.latent_dim, device=self.device, generator=rng)
+        labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=rng)
         return self.generator(z, labels), labels
 
     def _discriminate(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -310,6 +353,7 @@ class ConditionalGAN(LightningModule):
                 "Lower the learning rate or change the loss; earlier checkpoints are untouched."
             )
 
+    @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real, real_labels = batch
         opt_g, opt_d = self.optimizers()
@@ -363,25 +407,28 @@ class ConditionalGAN(LightningModule):
             batch_idx,
         )
 
+    @override
     def on_train_epoch_start(self) -> None:
         self._log_window, self._log_window_images = None, 0
 
     def _log_train_metrics(self, metrics: dict[str, Tensor], n: int, batch_idx: int) -> None:
-        """Log this batch's metrics, or every ``log_interval`` batches their mean over those batches.
+        """Log the mean of the metrics over the batches since the last log, every ``log_every_n_steps`` batches.
 
         Tensors go to ``self.log`` as-is: Lightning reduces them on the device, no host sync per step. A mean is
         logged with its number of images as ``batch_size``, so Lightning's epoch means stay the exact image means.
-        The window closes at the global batch counts Lightning writes logs at (``log_every_n_steps``) when
-        ``log_interval`` equals it, and at the end of each epoch and of training.
+        The window closes at the global batch counts Lightning writes logs at (``trainer.log_every_n_steps``),
+        and at the end of each epoch and of training (``log_every_n_steps=0``: only there).
         """
         trainer = self.trainer
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
-        if self.log_interval > 1:
+        # Each batch makes d_steps_per_g_step + 1 optimizer steps, which global_step counts.
+        batches = self.global_step // (self.d_steps_per_g_step + 1)
+        interval = trainer.log_every_n_steps
+        if interval != 1:
             weighted = torch.stack([value.float() for value in metrics.values()]) * n
             self._log_window = weighted if self._log_window is None else self._log_window + weighted
             self._log_window_images += n
             last = batch_idx + 1 >= trainer.num_training_batches or 0 <= trainer.max_steps <= self.global_step
-            if batches % self.log_interval and not last:
+            if (interval == 0 or batches % interval) and not last:
                 return
             n, self._log_window_images = self._log_window_images, 0
             metrics = dict(zip(metrics, (self._log_window / n).unbind(), strict=True))
@@ -393,17 +440,23 @@ class ConditionalGAN(LightningModule):
                       on_epoch=True, batch_size=n)
         self.log("train/batches_seen", float(batches), on_step=True, on_epoch=False, batch_size=n)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """D's mean probability on real test pairs and on as many fresh fakes (evaluation callbacks do the rest)."""
-        self._log_d_scores(batch, "val")
+    @override
+    def on_validation_epoch_start(self) -> None:
+        self._eval_rng = self._evaluation_rng()
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """As :meth:`validation_step`, logged as ``test/d_real`` and ``test/d_fake``."""
-        self._log_d_scores(batch, "test")
+    @override
+    def on_test_epoch_start(self) -> None:
+        self._eval_rng = self._evaluation_rng()
 
-    def _log_d_scores(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+    def _evaluation_rng(self) -> torch.Generator:
+        # The same fakes at every evaluation (comparable across epochs), and the training stream is not touched.
+        return torch.Generator(device=self.device).manual_seed(rank_seed(0, self.global_rank))
+
+    def _evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        """Log D's mean probability on real pairs and on as many fresh fakes, under ``{stage}/``."""
         real, labels = batch
-        z = torch.randn(real.size(0), self.latent_dim, device=self.device)
+        rng = self._eval_rng if self._eval_rng is not None else self._evaluation_rng()
+        z = torch.randn(real.size(0), self.latent_dim, device=self.device, generator=rng)
         fake = self.generator(z, labels)
         self.log_dict(
             {
@@ -412,5 +465,15 @@ class ConditionalGAN(LightningModule):
             },
             on_epoch=True,
             batch_size=real.size(0),
-            sync_dist=True,  # each DDP rank validates its own shard: average them (once per epoch)
+            sync_dist=True,  # each DDP rank evaluates its own shard: average them (once per epoch)
         )
+
+    @override
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """D's mean probability on real test pairs and on as many fresh fakes (evaluation callbacks do the rest)."""
+        self._evaluation_step(batch, "val")
+
+    @override
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """As :meth:`validation_step`, logged under ``test/``."""
+        self._evaluation_step(batch, "test")

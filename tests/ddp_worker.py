@@ -26,6 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, PerClassFID
 from cgan_lightning.cli.lightning_cli import build_cli
+from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
 
 #: Generated images per class for PerClassFID (each of the 2 ranks generates half).
 FID_SAMPLES_PER_CLASS = 12
@@ -33,7 +34,7 @@ TINY = ["--model.generator.init_args.hidden_dims=[16, 32]", "--model.discriminat
 
 
 class BatchRecorder(Callback):
-    """Records a digest of every training image per epoch, and the torch RNG state at the first batch."""
+    """Records a digest of every training image per epoch, and the model's training RNG state at the first batch."""
 
     def __init__(self) -> None:
         self.seen: dict[int, list[str]] = {}
@@ -41,7 +42,7 @@ class BatchRecorder(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if self.rng_at_start is None:
-            self.rng_at_start = torch.get_rng_state()
+            self.rng_at_start = pl_module.training_rng.state()
         images = batch[0]
         digests = [hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in images]
         self.seen.setdefault(trainer.current_epoch, []).extend(digests)
@@ -79,7 +80,8 @@ def run_cli(out: Path, data: Path, phase: str, extra: list[str], ckpt_path: Path
         cli.trainer.callbacks.append(fid)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     state = model_state(cli.trainer)
-    state.update(seen=recorder.seen, rng_at_start=recorder.rng_at_start)
+    state.update(seen=recorder.seen, rng_at_start=recorder.rng_at_start, rng_at_end=cli.model.training_rng.state(),
+                 global_rng_at_end=torch.get_rng_state())
     state["fid_scores"] = fid.last_scores if fid is not None else None
     torch.save(state, out / f"{phase}_rank{cli.trainer.global_rank}.pt")
 
@@ -96,7 +98,7 @@ def main(out: Path, data: Path, classifier: Path) -> None:
                       num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, datamodule=MNISTDataModule(str(data), download=False, batch_size=13))
     state = model_state(trainer)
-    state["find_unused_parameters"] = trainer.strategy._ddp_kwargs.get("find_unused_parameters")
+    state["find_unused_parameters"] = (ddp_wrapper_kwargs(trainer.strategy) or {}).get("find_unused_parameters")
     torch.save(state, out / f"stock_rank{trainer.global_rank}.pt")
 
 

@@ -96,6 +96,30 @@ class NaNAfterDiscriminator(MLPDiscriminator):
         return logits.new_full(logits.shape, self.value) if self.calls > self.nan_after_calls else logits
 
 
+class SlowGStepDiscriminator(MLPDiscriminator):
+    """The reference discriminator (same tensors and numbers) that sleeps in every third call, i.e. while the G
+    step scores the fakes: after the batch's D update and before its G update, where a Ctrl-C used to land.
+
+    Args:
+        num_classes: as :class:`MLPDiscriminator`.
+        image_shape: as :class:`MLPDiscriminator`.
+        hidden_dims: as :class:`MLPDiscriminator`.
+        sleep_s: seconds to sleep in the G step's call.
+    """
+
+    def __init__(self, num_classes: int = 10, image_shape: tuple[int, int, int] = (1, 28, 28),
+                 hidden_dims: tuple[int, ...] = (512, 256), sleep_s: float = 0.05) -> None:
+        super().__init__(num_classes, image_shape, hidden_dims)
+        self.sleep_s = sleep_s
+        self.calls = 0
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.training and self.calls % 3 == 0:  # real, fake (D step), fake (G step)
+            time.sleep(self.sleep_s)
+        return super().forward(images, labels)
+
+
 def tiny_cli_args(data_dir: Path, root: Path) -> list[str]:
     """CLI flags for a tiny, quiet CPU run on ``data_dir`` writing checkpoints to ``root/ckpt``.
 

@@ -7,7 +7,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 
 class LossRecorder(Callback):
-    """Keeps ``(d_loss, g_loss)`` as logged at every training batch, as Python floats (runs that log every batch)."""
+    """Keeps ``(d_loss, g_loss)`` as logged at every training batch, as floats (needs ``log_every_n_steps=1``)."""
 
     def __init__(self) -> None:
         self.losses: list[tuple[float, float]] = []

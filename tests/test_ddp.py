@@ -103,6 +103,18 @@ def test_ranks_draw_different_latents(ddp_run: dict[str, Any]) -> None:
     for phase in ("fit", "resume"):
         rank0, rank1 = ddp_run[phase]
         assert not torch.equal(rank0["rng_at_start"], rank1["rng_at_start"]), phase
+    # ... without reseeding the global RNG: both ranks keep the stream seed_everything gave them.
+    rank0, rank1 = ddp_run["fit"]
+    assert torch.equal(rank0["global_rng_at_end"], rank1["global_rng_at_end"])
+
+
+@pytest.mark.slow
+def test_checkpoint_keeps_every_ranks_training_rng_and_resume_continues_each(ddp_run: dict[str, Any]) -> None:
+    saved = torch.load(ddp_run["out"] / "ckpts" / "epoch=001.ckpt", weights_only=True)["training_rng"]["states"]
+    assert len(saved) == 2
+    for rank in range(2):
+        assert torch.equal(saved[rank], ddp_run["fit"][rank]["rng_at_end"]), rank
+        assert torch.equal(ddp_run["resume"][rank]["rng_at_start"], saved[rank]), rank
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ def _run(data_dir: Path, root: Path, seed: int) -> tuple[list[tuple[float, float
     recorder = LossRecorder()
     trainer = Trainer(default_root_dir=root, max_epochs=2, limit_train_batches=3, limit_val_batches=1,
                       accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False, callbacks=[recorder])
+                      enable_model_summary=False, enable_checkpointing=False, callbacks=[recorder],
+                      log_every_n_steps=1)
     trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=16))
     return recorder.losses, model.state_dict(), [opt.state_dict() for opt in trainer.optimizers]
 

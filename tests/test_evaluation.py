@@ -11,7 +11,6 @@ from unittest.mock import MagicMock
 
 import pytest
 import torch
-import torchmetrics.utilities.imports as tm_imports
 from conftest import REAL_DATA_DIR, requires_real_mnist, synthetic_digits
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -21,6 +20,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+import cgan_lightning.metrics.features as features_module
 from cgan_lightning import InterferenceTest, LatentTraversal, PerClassEvaluator, PerClassFID, evaluate_generator
 from cgan_lightning.callbacks.schedule import due, evaluated_epoch
 from cgan_lightning.data.mnist import InMemoryBatches, MNISTDataModule, normalize
@@ -149,10 +149,10 @@ def test_bad_feature_choices_raise_clear_errors(monkeypatch: pytest.MonkeyPatch,
         PerClassFID(feature="vgg")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"features \[batch, 4\]"):
         PrecomputedFeatures(4)(torch.zeros(2, 5))
-    monkeypatch.setattr(tm_imports, "_TORCH_FIDELITY_AVAILABLE", False)
+    monkeypatch.setattr(features_module, "has_torch_fidelity", lambda: False)
     with pytest.raises(ModuleNotFoundError, match=r"cgan-lightning\[inception\]"):
         InceptionFeatures()
-    monkeypatch.setattr(tm_imports, "_TORCH_FIDELITY_AVAILABLE", True)
+    monkeypatch.setattr(features_module, "has_torch_fidelity", lambda: True)
     with pytest.raises(FileNotFoundError, match="feature_weights=<path>"):
         InceptionFeatures(weights_path=tmp_path / "missing.pth")
 

@@ -1,6 +1,6 @@
 """The fast-path options: those that claim exactness change no number; the others stay close and run.
 
-Exact (same seed -> the same weights bit for bit): ``log_interval``, ``device_resident``. Equal to rounding:
+Exact (same seed -> the same weights bit for bit): ``log_every_n_steps``, ``device_resident``. Equal to rounding:
 ``joint_d_forward``, fused Adam (``examples/fast.yaml``), ``compile``. Runs and learns: ``bf16-mixed``.
 Speed itself is measured by ``benchmarks/train_throughput.py``, never asserted here.
 """
@@ -26,13 +26,14 @@ TINY_D = partial(MLPDiscriminator, hidden_dims=(32,))
 
 
 def _fit(data_dir: Path, root: Path, seed: int = 3, epochs: int = 1, callbacks: list[Callback] | None = None,
-         precision: str | None = None, **model_kwargs: object) -> tuple[ConditionalGAN, Trainer]:
+         precision: str | None = None, log_every_n_steps: int = 1, **model_kwargs: object
+         ) -> tuple[ConditionalGAN, Trainer]:
     seed_everything(seed)
     model = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, **model_kwargs)
     trainer = Trainer(default_root_dir=root, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0,
                       accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks or [],
-                      **({"precision": precision} if precision else {}))
+                      log_every_n_steps=log_every_n_steps, **({"precision": precision} if precision else {}))
     # 200 train images in batches of 16: 13 batches, the last one of 8 images.
     trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=16))
     return model, trainer
@@ -50,8 +51,8 @@ def _max_weight_difference(a: ConditionalGAN, b: ConditionalGAN) -> float:
     return max((v.float() - sb[k].float()).abs().max().item() for k, v in a.state_dict().items())
 
 
-# ------------------------------------------------------------------------------------------- log_interval
-def test_log_interval_changes_no_weight_and_logs_window_means(fake_mnist_dir: Path, tmp_path: Path,
+# -------------------------------------------------------------------------------------- log_every_n_steps
+def test_log_every_n_steps_changes_no_weight_and_logs_window_means(fake_mnist_dir: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     every_batch = LossRecorder()
     model_1, trainer_1 = _fit(fake_mnist_dir, tmp_path / "a", callbacks=[every_batch])
@@ -65,7 +66,7 @@ def test_log_interval_changes_no_weight_and_logs_window_means(fake_mnist_dir: Pa
         original(self, metrics, *args, **kwargs)
 
     monkeypatch.setattr(ConditionalGAN, "log_dict", counting_log_dict)
-    model_5, trainer_5 = _fit(fake_mnist_dir, tmp_path / "b", log_interval=5)
+    model_5, trainer_5 = _fit(fake_mnist_dir, tmp_path / "b", log_every_n_steps=5)
 
     _assert_same_weights(model_1, model_5)  # logging less often changes no number of the training
     # Windows: batches 1-5, 6-10, then 11-13 closed by the end of the epoch (the last batch has 8 images).
@@ -81,9 +82,24 @@ def test_log_interval_changes_no_weight_and_logs_window_means(fake_mnist_dir: Pa
     assert trainer_5.callback_metrics["train/batches_seen"] == 13
 
 
-def test_log_interval_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="log_interval must be >= 1"):
-        ConditionalGAN(log_interval=0)
+def test_log_every_n_steps_zero_logs_once_per_epoch(fake_mnist_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    original = ConditionalGAN.log_dict
+
+    def counting_log_dict(self: ConditionalGAN, metrics: dict, *args: object, **kwargs: object) -> None:
+        sizes.append(int(kwargs["batch_size"]))  # type: ignore[arg-type]
+        original(self, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalGAN, "log_dict", counting_log_dict)
+    _, trainer = _fit(fake_mnist_dir, tmp_path, epochs=2, log_every_n_steps=0)
+    assert sizes == [200] * 4  # one window per epoch (two log_dict calls: progress-bar losses, the rest)
+    assert trainer.callback_metrics["train/batches_seen"] == 26
+
+
+def test_log_interval_is_no_longer_a_model_setting() -> None:
+    with pytest.raises(TypeError, match="log_interval"):
+        ConditionalGAN(log_interval=5)  # type: ignore[call-arg]
 
 
 # -------------------------------------------------------------------------------------------- joint D pass
@@ -172,7 +188,7 @@ def test_fast_config_builds_fused_optimizers_and_trains(fake_mnist_dir: Path, tm
                      "--data.download=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
                      "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
                      f"--trainer.default_root_dir={tmp_path}", "--model.latent_dim=8"], run=False)
-    assert cli.model.log_interval == 50 and cli.model.joint_d_forward
+    assert cli.trainer.log_every_n_steps == 50 and cli.model.joint_d_forward
     assert not cli.trainer.progress_bar_callback
     before = cli.model.generator.model[0].weight.detach().clone()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

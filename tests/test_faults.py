@@ -21,7 +21,7 @@ from fault_helpers import callbacks_config, read_heartbeat, sha256, tiny_cli_arg
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from cgan_lightning import ConditionalGAN, MNISTDataModule
+from cgan_lightning import ConditionalGAN, MNISTDataModule, SaveOnInterrupt
 from cgan_lightning.cli.lightning_cli import main
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO
@@ -101,6 +101,55 @@ def test_sigkill_mid_epoch_leaves_a_loadable_last_ckpt_and_fit_continues(fake_mn
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_a_subprocess_resumes_bit_for_bit(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
+    """Ctrl-C lands between a batch's D and G updates; the run still stops at a batch boundary and resumes exactly."""
+    slow_d = ["--model.discriminator=fault_helpers.SlowGStepDiscriminator",
+              "--model.discriminator.init_args.hidden_dims=[32]", "--model.discriminator.init_args.sleep_s=0.2"]
+    straight = tmp_path / "straight"
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, straight), *slow_d, "--trainer.max_epochs=1",
+          "--seed_everything=3"])
+
+    stopped = tmp_path / "stopped"
+    heartbeat = tmp_path / "heartbeat.txt"
+    config = callbacks_config(tmp_path / "beat.yaml", _heartbeat(heartbeat))
+    proc = _start_cli(["fit", "--config", str(config), *tiny_cli_args(fake_mnist_session_dir, stopped), *slow_d,
+                       "--trainer.max_epochs=1", "--seed_everything=3"], cwd=tmp_path)
+    _wait_for_batches(proc, heartbeat, 3)
+    time.sleep(0.1)  # into the next batch's G step, which sleeps 0.2 s after its D update
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Interrupted by Ctrl-C" in err and "Traceback" not in err, err
+    last = stopped / "ckpt" / "last.ckpt"
+    saved_step = torch.load(last, weights_only=True)["global_step"]
+    assert saved_step % 2 == 0 and 0 < saved_step < STEPS_PER_EPOCH  # whole batches only (one D + one G step)
+
+    # Another seed: the weights, optimizers, data position and training noise all come from the checkpoint.
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, stopped), *slow_d, "--trainer.max_epochs=1",
+          "--seed_everything=99", f"--ckpt_path={last}"])
+    want = torch.load(straight / "ckpt" / "last.ckpt", weights_only=True)
+    got = torch.load(last, weights_only=True)
+    assert got["global_step"] == want["global_step"] == STEPS_PER_EPOCH
+    assert want["state_dict"].keys() == got["state_dict"].keys()
+    for key, value in want["state_dict"].items():
+        assert torch.equal(got["state_dict"][key], value), key
+
+
+def test_second_ctrl_c_aborts_without_saving_and_handlers_are_restored(fake_mnist_session_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            _fit(fake_mnist_session_dir, tmp_path, seed=0, callbacks=(_SignalAt(3, signal.SIGINT, times=2),))
+        assert not (tmp_path / "ckpt").exists()  # aborted mid-batch: nothing inexact was written
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # A fit that ends normally gives the handler it replaced back.
+    _fit(fake_mnist_session_dir, tmp_path / "plain", seed=0)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+@pytest.mark.slow
 def test_sigterm_saves_last_ckpt_and_fit_continues(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
     heartbeat = tmp_path / "heartbeat.txt"
     config = callbacks_config(tmp_path / "slow.yaml", _heartbeat(heartbeat, sleep_s=0.05))
@@ -125,14 +174,16 @@ def test_sigterm_saves_last_ckpt_and_fit_continues(fake_mnist_session_dir: Path,
 class _SignalAt(Callback):
     """Sends ``signum`` to this very process after training batch ``batch`` (as a scheduler or Ctrl-C would)."""
 
-    def __init__(self, batch: int, signum: int) -> None:
+    def __init__(self, batch: int, signum: int, times: int = 1) -> None:
         self.batch = batch
         self.signum = signum
+        self.times = times
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: ConditionalGAN, outputs: object, batch: object,
                            batch_idx: int) -> None:
         if trainer.current_epoch == 0 and batch_idx == self.batch:
-            os.kill(os.getpid(), self.signum)
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
 
 
 def _fit(data_dir: Path, root: Path, seed: int, ckpt_path: Path | None = None,
@@ -143,10 +194,10 @@ def _fit(data_dir: Path, root: Path, seed: int, ckpt_path: Path | None = None,
     trainer = Trainer(default_root_dir=root, max_epochs=2, accelerator="cpu", devices=1, logger=False,
                       enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
                       num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-                      callbacks=[ModelCheckpoint(dirpath=root / "ckpt", save_last=True), *callbacks])
-    # weights_only=False: these hparams hold functools.partial (CLI checkpoints hold plain config dicts instead).
-    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path,
-                weights_only=False)
+                      # SaveOnInterrupt after the signal senders: it sees their signal at the same batch's end.
+                      callbacks=[ModelCheckpoint(dirpath=root / "ckpt", save_last=True), *callbacks,
+                                 SaveOnInterrupt()])
+    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path)
     return model, trainer
 
 

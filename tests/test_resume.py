@@ -14,6 +14,7 @@ from cgan_lightning import ConditionalGAN, InterferenceTest, MNISTDataModule
 from cgan_lightning.metrics.classifier import MNISTClassifier, save_classifier
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 from cgan_lightning.plugins.checkpoint_io import AtomicCheckpointIO
+from cgan_lightning.utilities.training_rng import TrainingRNG
 
 
 def _model(seed: int) -> ConditionalGAN:
@@ -51,9 +52,8 @@ def _fit(data_dir: Path, root: Path, max_epochs: int, seed: int = 0, ckpt_path: 
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2, num_sanity_val_steps=0,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
     )
-    # weights_only=False: these hparams hold functools.partial (CLI checkpoints store plain config dicts instead).
-    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path,
-                weights_only=False)
+    # The default weights_only=True: the partial() factories are recorded as plain class-config dicts.
+    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=32), ckpt_path=ckpt_path)
     return model, trainer
 
 
@@ -88,7 +88,7 @@ def test_end_of_epoch_resume_matches_uninterrupted_run(straight, fake_mnist_sess
     first, _ = _fit(fake_mnist_session_dir, tmp_path, max_epochs=1)
     last = tmp_path / "ckpt" / "last.ckpt"
     assert last.is_file() and (tmp_path / "ckpt" / "epoch=000.ckpt").is_file()
-    # A different seed: everything that matters must come from the checkpoint, global RNG included.
+    # A different seed: everything that matters must come from the checkpoint, the training RNG included.
     model_b, trainer_b = _fit(fake_mnist_session_dir, tmp_path, max_epochs=2, seed=1234, ckpt_path=last)
     _assert_same_state(model_a, model_b, trainer_a, trainer_b)
     assert (tmp_path / "ckpt" / "epoch=001.ckpt").is_file()
@@ -106,13 +106,55 @@ def test_mid_epoch_resume_continues_the_data_order(straight, fake_mnist_session_
 
 
 def test_resume_without_the_rng_state_diverges(straight, fake_mnist_session_dir: Path, tmp_path: Path):
-    """The test above is sensitive: dropping the saved RNG state makes the resumed weights differ."""
+    """The test above is sensitive: dropping the saved training RNG state makes the resumed weights differ."""
     model_a, _, root = straight
-    ckpt = torch.load(root / "ckpt" / "epoch=000.ckpt", weights_only=False)
-    ckpt["callbacks"] = {k: v for k, v in ckpt["callbacks"].items() if not k.startswith("RNGStateCheckpoint")}
+    ckpt = torch.load(root / "ckpt" / "epoch=000.ckpt", weights_only=True)
+    assert not any(k.startswith("RNGStateCheckpoint") for k in ckpt["callbacks"])  # no global RNG is kept
+    del ckpt["training_rng"]
     stripped = tmp_path / "no_rng.ckpt"
     torch.save(ckpt, stripped)
     model_b, _ = _fit(fake_mnist_session_dir, tmp_path, max_epochs=2, seed=1234, ckpt_path=stripped)
     diff = max((model_a.generator.state_dict()[k].float() - v.float()).abs().max().item()
                for k, v in model_b.generator.state_dict().items())
     assert diff > 1e-4
+
+
+def test_training_rng_state_round_trips_through_a_checkpoint(straight, fake_mnist_session_dir: Path) -> None:
+    """The checkpoint holds the module's generator state at save time, and loading it restarts from exactly it."""
+    model_a, trainer_a, root = straight
+    saved = torch.load(root / "ckpt" / "last.ckpt", weights_only=True)["training_rng"]["states"]
+    assert len(saved) == 1 and saved[0].dtype == torch.uint8
+    assert torch.equal(saved[0], model_a.training_rng.state())  # nothing drawn after the last save
+    fresh = _model(seed=5)
+    fresh.on_load_checkpoint(torch.load(root / "ckpt" / "last.ckpt", weights_only=True))
+    fresh.training_rng.start(torch.device("cpu"))
+    assert torch.equal(fresh.training_rng.state(), saved[0])
+    # Without a loaded state it is seeded from torch.initial_seed(): seed_everything(s) decides the stream.
+    draws = []
+    for _ in range(2):
+        seed_everything(5)
+        rng = TrainingRNG()
+        rng.start(torch.device("cpu"))
+        draws.append(torch.randn(3, generator=rng.generator))
+    assert torch.equal(draws[0], draws[1])
+    # A second fit of the same model continues its stream instead of replaying the first fit's noise.
+    rng.start(torch.device("cpu"))
+    assert not torch.equal(torch.randn(3, generator=rng.generator), draws[0])
+
+
+def test_training_rng_accepts_states_that_are_views_of_one_storage() -> None:
+    """DDP gathers the ranks' states into one tensor; its rows must load (torch's set_state crashes on such views)."""
+    streams = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
+    stacked = torch.stack(streams).unbind(0)  # row 1 is a view at offset 5056 of a shared storage
+    checkpoint: dict[str, object] = {}
+    rng = TrainingRNG()
+    rng.save(checkpoint, stacked)
+    for rank in (0, 1):
+        restored = TrainingRNG()
+        restored.load(checkpoint)
+        restored.start(torch.device("cpu"), rank=rank, world_size=2)
+        assert torch.equal(restored.state(), streams[rank])
+    restored = TrainingRNG()
+    restored.load({"training_rng": {"states": list(stacked)}})  # views straight from a loaded file
+    restored.start(torch.device("cpu"), rank=1, world_size=2)
+    assert torch.equal(restored.state(), streams[1])

@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from typing_extensions import override
 
 from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluated_epoch, nan_scores_or_raise
 from cgan_lightning.metrics.features import ClassifierFeatures
@@ -55,11 +56,13 @@ class FixedLatentCallback(Callback):
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------------- hooks
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Drawn here; a checkpoint's state (loaded after setup) replaces it.
         if self.latents is None:
             self.latents = self.draw_latents(check_sampler(pl_module))
 
+    @override
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._checkpoint_epoch = checkpoint.get("epoch")
 
@@ -67,9 +70,11 @@ class FixedLatentCallback(Callback):
         """The epoch of the evaluated weights (the checkpoint's under validate / test)."""
         return evaluated_epoch(trainer, self._checkpoint_epoch)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "latents": self.latents}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         latents = state_dict.get("latents")
         if latents is None:
@@ -102,10 +107,12 @@ class FixedLatentCallback(Callback):
         for key, value in self.last_scores.items():
             pl_module.log(prefix + key, value, on_epoch=True)
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if due(trainer, self.every_n_epochs):
             self._maybe_render(trainer, pl_module)
 
+    @override
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._maybe_render(trainer, pl_module)

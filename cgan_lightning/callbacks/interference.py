@@ -14,6 +14,7 @@ from cgan_lightning.metrics.protocol import ConditionalSampler
 from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.utilities.argument_checks import check_int
 from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.lightning_internals import callback_state_key
 
 
 class InterferenceTest(FixedLatentCallback):
@@ -49,7 +50,7 @@ class InterferenceTest(FixedLatentCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(n_styles=self.n_styles)
+        return callback_state_key(self, n_styles=self.n_styles)
 
     def draw_latents(self, model: ConditionalSampler) -> Tensor:
         return seeded_normal((self.n_styles, model.latent_dim), self.seed)

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
+from typing_extensions import override
 
 from cgan_lightning.callbacks.schedule import (
     FAST_DEV_REAL_BATCHES,
@@ -96,17 +97,21 @@ class PerClassFID(Callback):
         #: The epoch of the weights the latest evaluation scored.
         self.last_epoch: int | None = None
 
+    @override
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._checkpoint_epoch = checkpoint.get("epoch")
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next run (another fit / validate / test call) may use other data: recompute its real statistics.
         self._real_split = None
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if due(trainer, self.every_n_epochs):
             self._evaluate(trainer, pl_module, "val")
 
+    @override
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._evaluate(trainer, pl_module, "test")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from typing_extensions import override
 
 
 class TorchThreads(Callback):
@@ -32,11 +33,13 @@ class TorchThreads(Callback):
         self.num_threads = num_threads
         self._previous: int | None = None
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._previous is None:
             self._previous = torch.get_num_threads()
         torch.set_num_threads(self.num_threads)
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._previous is not None:
             torch.set_num_threads(self._previous)

@@ -14,6 +14,7 @@ from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
 from cgan_lightning.utilities.argument_checks import check_int
 from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.lightning_internals import callback_state_key
 
 
 class LatentTraversal(FixedLatentCallback):
@@ -45,7 +46,7 @@ class LatentTraversal(FixedLatentCallback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(steps=self.steps)
+        return callback_state_key(self, steps=self.steps)
 
     def draw_latents(self, model: ConditionalSampler) -> Tensor:
         return seeded_normal((model.num_classes, 2, model.latent_dim), self.seed)

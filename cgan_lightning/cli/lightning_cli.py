@@ -24,6 +24,7 @@ from typing_extensions import override
 
 from cgan_lightning.callbacks.best_checkpoints import best_fid_checkpoint_for
 from cgan_lightning.callbacks.run_summary import RunSummary
+from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
 from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
 from cgan_lightning.cli.help_format import EPILOG, CompactHelpFormatter
 from cgan_lightning.cli.subcommands import (
@@ -71,10 +72,15 @@ class CGANLightningCLI(LightningCLI):
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        strategy = self._get(self.config_init, "trainer", default={}).get("strategy")
+        prefix = f"{self.subcommand}." if self.subcommand else ""  # LightningCLI nests configs under the subcommand
+        strategy = self.config_init.get(f"{prefix}trainer.strategy")
         if strategy is not None and "strategy" not in kwargs and gan_strategy_name(strategy) != strategy:
             kwargs["strategy"] = gan_strategy_name(strategy)
         trainer = super().instantiate_trainer(**kwargs)
+        # SIGTERM / Ctrl-C save last.ckpt at a batch boundary unless --save_on_interrupt false.
+        wanted = self.config_init.get(f"{prefix}save_on_interrupt", True)
+        if wanted and not any(isinstance(c, SaveOnInterrupt) for c in trainer.callbacks):
+            trainer.callbacks.append(SaveOnInterrupt())
         best = best_fid_checkpoint_for(trainer)
         if best is not None:
             trainer.callbacks.append(best)  # after the other callbacks, as Lightning orders checkpoint callbacks
@@ -114,6 +120,8 @@ class CGANLightningCLI(LightningCLI):
                 "model.optimizer_d": _REFERENCE_ADAM,
             }
         )
+        parser.add_argument("--save_on_interrupt", type=bool, default=True,
+                            help="On SIGTERM or Ctrl-C, finish the batch, save last.ckpt and stop (SaveOnInterrupt)")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         group = getattr(parser, "groups", {}).get("checkpoint")
         if group is not None:  # the class docstring's first lines would be the title otherwise

@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torchvision import datasets
+from typing_extensions import override
 
 from cgan_lightning.utilities.argument_checks import check_int
 
@@ -363,6 +364,7 @@ class MNISTDataModule(LightningDataModule):
             raise CorruptDataError(f"{paths[0]} holds {images[0]} images but {paths[1]} holds {labels[0]} labels; "
                              "expected one label per image (are the files from different datasets or splits?)")
 
+    @override
     def prepare_data(self) -> None:
         """Check (and when allowed, download) both splits on one process before ``setup``."""
         for train in (True, False):
@@ -381,6 +383,7 @@ class MNISTDataModule(LightningDataModule):
             self._splits[name] = (ds.data.contiguous(), ds.targets.long().contiguous())
         return self._splits[name]
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Read the splits this stage needs."""
         if stage in ("fit", None):
@@ -408,18 +411,23 @@ class MNISTDataModule(LightningDataModule):
         return InMemoryBatches(images, labels, self.batch_size, shuffle=shuffle, drop_last=drop_last,
                                seed=self.seed, rank=rank, world_size=world_size)
 
+    @override
     def train_dataloader(self) -> InMemoryBatches:
         return self._batches("train", shuffle=True, drop_last=self.drop_last)
 
+    @override
     def val_dataloader(self) -> InMemoryBatches:
         return self._batches("test", shuffle=False, drop_last=False)
 
+    @override
     def test_dataloader(self) -> InMemoryBatches:
         return self._batches("test", shuffle=False, drop_last=False)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seed = state_dict.get("seed", self.seed)
 

@@ -16,7 +16,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
+from cgan_lightning.utilities.lightning_internals import wandb_run_started
 from cgan_lightning.utilities.output_paths import same_file
 
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
@@ -36,7 +38,7 @@ def finish_wandb_runs(trainer: Trainer) -> None:
     instead of appending to the finished one, which ``WandbLogger`` would otherwise reuse.
     """
     for logger in wandb_loggers(trainer):
-        if logger._experiment is not None:  # never start a run just to finish it
+        if wandb_run_started(logger):  # never start a run just to finish it
             logger.experiment.finish()
 
 
@@ -57,6 +59,7 @@ class WandbSaveConfigCallback(SaveConfigCallback):
     #: Where the resolved config goes when ``config.yaml`` in the log dir is the ``--config`` file being read.
     RESOLVED_CONFIG_FILENAME = "config.resolved.yaml"
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Never overwrite the config the user passed (a hand-written file, comments and all, in the run folder):
         # the resolved config then goes beside it.
@@ -69,6 +72,7 @@ class WandbSaveConfigCallback(SaveConfigCallback):
                                f"resolved config goes to {target.with_name(self.config_filename)}")
         super().setup(trainer, pl_module, stage)
 
+    @override
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         loggers = wandb_loggers(trainer)
         if not loggers:
@@ -118,10 +122,12 @@ class WandbPerClassTable(Callback):
     def __init__(self) -> None:
         self._last_logged: dict[str, dict[int, tuple[float, float]]] = {}
 
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self.log_tables(trainer, "val")
 
+    @override
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.log_tables(trainer, "test")
 

@@ -13,6 +13,7 @@ from cgan_lightning.metrics.per_class_scores import PerClassScores
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
+from cgan_lightning.metrics.sampler_module import SamplerModule
 
 __all__ = [
     "BadSamplesError",
@@ -23,6 +24,7 @@ __all__ = [
     "PerClassEvaluator",
     "PerClassScores",
     "PrecomputedFeatures",
+    "SamplerModule",
     "build_feature_extractor",
     "check_sampler",
     "check_samples",

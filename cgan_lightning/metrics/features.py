@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,11 @@ def to_uint8(images: Tensor) -> Tensor:
         return images
     return to_unit_float(images).add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
+
+
+def has_torch_fidelity() -> bool:
+    """Whether torch-fidelity (the ``inception`` extra, needed for ``feature='inception'``) is installed."""
+    return importlib.util.find_spec("torch_fidelity") is not None
 
 class _FrozenExtractor(nn.Module):
     """Eval mode forever, no gradients (like torchmetrics' own ``NoTrainInceptionV3``)."""
@@ -102,9 +108,7 @@ class InceptionFeatures(_FrozenExtractor):
 
     def __init__(self, weights_path: str | Path | None = None, num_features: int = 2048) -> None:
         super().__init__()
-        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
-
-        if not _TORCH_FIDELITY_AVAILABLE:
+        if not has_torch_fidelity():
             raise ModuleNotFoundError(
                 "feature='inception' needs torch-fidelity: `pip install 'cgan-lightning[inception]'`. "
                 "The default feature='classifier' works offline with no extra package."

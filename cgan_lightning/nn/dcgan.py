@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
 from cgan_lightning.utilities.argument_checks import ImageShape, check_images
 
@@ -51,7 +52,7 @@ def _check_shape(image_shape: ImageShape, base_channels: int) -> tuple[int, int,
     return shape  # type: ignore[return-value]
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(ConditionalGenerator):
     """DCGAN-style generator: ``Linear -> [2b, H/4, W/4] -> ConvT x2 (to H/2, then H) -> Tanh``.
 
     ``z (‖ embed(y)) -> Linear -> norm, ReLU -> ConvT(2b, b, 4, 2, 1) -> norm, ReLU -> ConvT(b, C, 4, 2, 1) -> Tanh``
@@ -117,7 +118,7 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(x)
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(ConditionalDiscriminator):
     """DCGAN-style discriminator: ``Conv(4, 2, 1) x2 -> features h(x) [2b * H/4 * W/4] -> logit``.
 
     ``x (‖ label maps) -> Conv(C, b) -> LeakyReLU -> Conv(b, 2b) -> LeakyReLU -> flatten = h(x)`` then

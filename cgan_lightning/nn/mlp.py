@@ -4,7 +4,8 @@ Every generator is an ``nn.Module`` built as ``Generator(latent_dim, num_classes
 whose ``forward(z, labels)`` returns images in ``[-1, 1]``; every discriminator is built as
 ``Discriminator(num_classes, image_shape, **options)`` and its ``forward(images, labels)`` returns one
 **logit** per image (shape ``[B]``). The :class:`~cgan_lightning.ConditionalGAN` only relies on these
-signatures, so any class that follows them can be chosen in a config with ``class_path``.
+signatures; a config's ``class_path`` names a subclass of :class:`~cgan_lightning.nn.base.ConditionalGenerator`
+or :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.utilities.argument_checks import ImageShape, check_images
 
 
@@ -37,7 +39,7 @@ def check_layer_sizes(hidden_dims: Sequence[int], embedding_dim: int | None) -> 
         raise ValueError(f"embedding_dim must be a positive integer or None, got {embedding_dim!r}")
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(ConditionalGenerator):
     """The reference generator: label embedding concatenated to z, then an MLP.
 
     ``[z ‖ embed(y)] -> Linear 128 (no norm) -> 256 -> 512 -> 1024 (BatchNorm1d, LeakyReLU 0.2) -> C*H*W -> Tanh``.
@@ -81,7 +83,7 @@ class MLPGenerator(nn.Module):
         return self.model(x).view(z.size(0), *self.image_shape)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(ConditionalDiscriminator):
     """The reference discriminator: flattened image concatenated to a label embedding, then an MLP.
 
     ``[flatten(x) ‖ embed(y)] -> 512 -> 256 -> 1`` with LeakyReLU(0.2); returns a logit (no Sigmoid: the loss

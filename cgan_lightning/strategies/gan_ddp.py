@@ -21,12 +21,14 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 from lightning.fabric.plugins import CheckpointIO, ClusterEnvironment
-from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from typing_extensions import override
+
+from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
 
 StartMethod = Literal["popen", "spawn", "fork", "forkserver"]
 
@@ -156,12 +158,14 @@ class GANDDPStrategy(DDPStrategy):
     def _is_multiprocess(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
 
+    @override
     def configure_ddp(self) -> None:
         """Start every rank from rank 0's weights and buffers (instead of wrapping in DistributedDataParallel)."""
         if self._is_multiprocess():
             assert self.model is not None
             broadcast_from_rank_zero(list(self.model.parameters()) + list(self.model.buffers()))
 
+    @override
     def post_backward(self, closure_loss: Tensor) -> None:
         """Average the gradients of the parameters that require grad (the network this backward trained)."""
         if self._is_multiprocess():
@@ -170,6 +174,7 @@ class GANDDPStrategy(DDPStrategy):
             if params:
                 average_gradients(params, self.world_size)
 
+    @override
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         output = super().training_step(*args, **kwargs)
         if self._is_multiprocess():
@@ -180,6 +185,7 @@ class GANDDPStrategy(DDPStrategy):
         return output
 
     @classmethod
+    @override
     def register_strategies(cls, strategy_registry: Any) -> None:
         for name, start_method in (("gan_ddp", "popen"), ("gan_ddp_spawn", "spawn"), ("gan_ddp_notebook", "fork")):
             if name not in strategy_registry:
@@ -207,7 +213,7 @@ def allow_unused_parameters(strategy: Strategy) -> None:
     """
     if not isinstance(strategy, DDPStrategy) or isinstance(strategy, GANDDPStrategy):
         return
-    ddp_kwargs: dict[str, Any] | None = getattr(strategy, "_ddp_kwargs", None)
+    ddp_kwargs = ddp_wrapper_kwargs(strategy)
     if ddp_kwargs is None:
         return
     if ddp_kwargs.get("static_graph"):
@@ -224,25 +230,10 @@ def allow_unused_parameters(strategy: Strategy) -> None:
     )
 
 
-def seed_ranks_apart(trainer: Trainer) -> None:
-    """Give every rank its own stream of torch random numbers (latents, fake labels, dropout).
-
-    Lightning seeds each process with the same ``PL_GLOBAL_SEED``, so without this all ranks draw the same z:
-    the fake half of the global batch would be one batch repeated ``world_size`` times. The new seed is drawn
-    from the current (shared) state plus the rank, so it stays deterministic, including after a resume that
-    restored the RNG state. Single-process runs are left untouched.
-    """
-    if trainer.world_size <= 1:
-        return
-    base = int(torch.randint(0, 2**62, (1,)).item())
-    torch.manual_seed(base + trainer.global_rank)
-
-
 __all__: list[str] = [
     "GANDDPStrategy",
     "allow_unused_parameters",
     "average_gradients",
     "broadcast_from_rank_zero",
     "gan_strategy_name",
-    "seed_ranks_apart",
 ]

@@ -1,0 +1,55 @@
+"""The only place the package reads Lightning state that has no public API.
+
+Each function wraps one access, documents why it is needed, and has a test in
+``tests/test_lightning_internals.py`` that fails when a Lightning release changes what it relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import Strategy
+
+
+def attached_trainer(module: LightningModule) -> Trainer | None:
+    """The trainer ``module`` is attached to, or ``None`` (``module.trainer`` raises instead of returning None).
+
+    Needed in hooks that run both under a ``Trainer`` and from ``load_from_checkpoint`` (no trainer).
+    """
+    try:
+        return module.trainer
+    except RuntimeError:  # "... is not attached to a `Trainer`."
+        return None
+
+
+def ddp_wrapper_kwargs(strategy: Strategy) -> dict[str, Any] | None:
+    """The live keyword arguments ``DDPStrategy`` passes to ``DistributedDataParallel`` (``None`` for others).
+
+    ``DDPStrategy`` takes them as ``**kwargs`` and keeps them in ``_ddp_kwargs`` with no accessor; the module
+    sets ``find_unused_parameters`` there before the model is wrapped. The returned dict is the strategy's own,
+    so changes to it take effect.
+    """
+    kwargs = getattr(strategy, "_ddp_kwargs", None)
+    return kwargs if isinstance(kwargs, dict) else None
+
+
+def wandb_run_started(logger: WandbLogger) -> bool:
+    """Whether ``logger`` already started (or attached to) its W&B run.
+
+    ``logger.experiment`` would *start* a run just to answer; ``_experiment`` is the run or ``None``.
+    """
+    return getattr(logger, "_experiment", None) is not None
+
+
+def callback_state_key(callback: Callback, **kwargs: Any) -> str:
+    """A ``Callback.state_key`` that tells apart instances by ``kwargs``, in Lightning's own format.
+
+    Same string as Lightning's protected ``Callback._generate_state_key(**kwargs)``, so checkpoints written
+    with it keep loading.
+    """
+    return f"{type(callback).__qualname__}{kwargs!r}"
+
+
+__all__ = ["attached_trainer", "callback_state_key", "ddp_wrapper_kwargs", "wandb_run_started"]

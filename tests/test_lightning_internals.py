@@ -1,0 +1,70 @@
+"""Each access to Lightning state without a public API (cgan_lightning/utilities/lightning_internals.py), checked
+against the installed Lightning: these fail when a release renames or changes what the package relies on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+from cgan_lightning.utilities.lightning_internals import (
+    attached_trainer,
+    callback_state_key,
+    ddp_wrapper_kwargs,
+    wandb_run_started,
+)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cgan_lightning"
+
+
+def test_attached_trainer_is_none_until_a_trainer_holds_the_module() -> None:
+    module = LightningModule()
+    assert attached_trainer(module) is None
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.trainer = trainer
+    assert attached_trainer(module) is trainer
+
+
+def test_ddp_wrapper_kwargs_is_the_live_dict_ddp_passes_to_distributed_data_parallel() -> None:
+    strategy = DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
+    kwargs = ddp_wrapper_kwargs(strategy)
+    assert kwargs == {"find_unused_parameters": False, "gradient_as_bucket_view": True}
+    kwargs["find_unused_parameters"] = True  # the module's change must reach the strategy
+    assert ddp_wrapper_kwargs(strategy)["find_unused_parameters"] is True  # type: ignore[index]
+    assert strategy._ddp_kwargs is kwargs
+    assert ddp_wrapper_kwargs(SingleDeviceStrategy("cpu")) is None
+
+
+def test_wandb_run_started_does_not_start_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    assert not wandb_run_started(logger)
+    assert logger._experiment is None  # asking did not start one
+    logger.experiment  # noqa: B018 - starts the (disabled) run
+    assert wandb_run_started(logger)
+    logger.experiment.finish()
+
+
+def test_callback_state_key_matches_lightnings_own_format() -> None:
+    class Probe(Callback):
+        pass
+
+    probe = Probe()
+    assert callback_state_key(probe, n_styles=4) == probe._generate_state_key(n_styles=4)
+
+
+def test_the_package_reads_no_private_lightning_attribute_elsewhere() -> None:
+    """Leading-underscore names of Lightning objects appear only in lightning_internals.py."""
+    pattern = re.compile(r"\._trainer\b|\._get\(|\b_ddp_kwargs|\b_experiment\b|fit_loop|epoch_loop|batch_progress|"
+                         r"_generate_state_key|_checkpoint_connector|_logger_connector|_signal_connector|"
+                         r"_accelerator_connector|_results\b|from lightning[.\w]* import _|lightning[.\w]*\._")
+    hits = subprocess.run(["grep", "-rnE", pattern.pattern, str(PACKAGE), "--include=*.py"], capture_output=True,
+                          text=True).stdout.splitlines()
+    outside = [h for h in hits if "utilities/lightning_internals.py" not in h]
+    assert not outside, "\n".join(outside)
