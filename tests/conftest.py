@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,17 @@ def fake_mnist_dir(tmp_path: Path) -> Path:
 def fake_mnist_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """As ``fake_mnist_dir`` but shared by a whole test session (read-only use)."""
     return make_fake_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_run_leaks_into_the_next_test():
+    """End W&B's process-wide state (service, settings, directories) after each test that touched it.
+
+    A test's offline run otherwise stays attached to its own temporary folders, and the next test's run can be
+    written there (or nowhere that test looks).
+    """
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+

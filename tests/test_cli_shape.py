@@ -42,7 +42,8 @@ def test_top_level_help_names_the_tool_and_every_subcommand(capsys: pytest.Captu
     out = capsys.readouterr().out
     assert out.startswith("cgan-lightning: class-conditional GANs on PyTorch Lightning")
     listed = [line.split()[0] for line in out.split("subcommands:\n")[1].split("\n\n")[0].splitlines()]
-    assert listed == ["fit", "validate", "test", "sample"]  # one line each; predict is not offered
+    assert listed == ["fit", "validate", "test", *subcommands.EXTRA_SUBCOMMANDS]  # one line each; no predict
+    assert {"sample", "export"} <= set(listed)
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2 and "sample" in capsys.readouterr().out

@@ -36,12 +36,27 @@ class OneLineErrorParser(LightningArgumentParser):
         # A subcommand parser's prog is the parent's (multi-line) usage followed by the subcommand's name.
         words = parser.prog.replace(" [options]", "").split()
         prog = f"cgan-lightning {words[-1]}" if len(words) > 1 and words[-1] in LIGHTNING_SUBCOMMANDS else words[0]
-        sys.stderr.write(f"{prog}: error: {one_line(message)} (see {prog} --help)\n")
+        sys.stderr.write(f"{prog}: error: {one_line(union_reason(message))} (see {prog} --help)\n")
         raise SystemExit(2)
 
 
 #: jsonargparse's generic reasons, listed beside the real one when a value fits none of a union's types.
 _GENERIC = ("Expected a ", "Not a valid subclass", "Does not validate against", "Subclass types expect", "- a ")
+
+
+_SUBCLASS_REASON = re.compile(r"Expected '[^']+' to be a subclass of <class '[^']+'>")
+
+
+def union_reason(message: str) -> str:
+    """For a value that fits none of a union's types, the key and the one reason that matters (a class of the wrong
+    kind); any other message as it is."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    reason = _SUBCLASS_REASON.search(message)
+    key = re.match(r'\s*(Parser key "[^"]+"):', message)
+    if reason is None:
+        return message
+    return f"{key.group(1)}: {reason.group(0)}" if key else reason.group(0)
 
 
 def user_error_line(error: BaseException) -> str:
