@@ -139,7 +139,8 @@ class PerClassPRDC(Metric):
 
     def reset_fake(self) -> None:
         """Forget the generated features; keep the real ones."""
-        real = (self.real_features, self.real_labels)
+        # Copies: torchmetrics empties list states in place.
+        real = (list(self.real_features), list(self.real_labels))
         self.reset()
         self.real_features, self.real_labels = real
 
