@@ -115,3 +115,19 @@ def test_bad_arguments_are_rejected() -> None:
         ClassificationAccuracyScore(every_n_epochs=0)
     with pytest.raises(ValueError, match="samples_per_class"):
         ClassificationAccuracyScore(samples_per_class=0)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_small_data.yaml"
+
+
+def test_small_data_example_runs_through_the_cli(data_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from cgan_lightning.cli.lightning_cli import main
+
+    args = ["fit", "--config", str(EXAMPLE), "--data.data_dir", str(data_dir), "--data.download", "false",
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.fast_dev_run", "true"]
+    main(args)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--model.augment", "[translation, flip]"])
+    assert exit_info.value.code == 1
+    assert "augmentation 'flip' is not offered (it can change a digit's class)" in capsys.readouterr().err
