@@ -131,3 +131,22 @@ def test_small_data_example_runs_through_the_cli(data_dir: Path, tmp_path: Path,
         main([*args, "--model.augment", "[translation, flip]"])
     assert exit_info.value.code == 1
     assert "augmentation 'flip' is not offered (it can change a digit's class)" in capsys.readouterr().err
+
+
+def test_wandb_per_class_table_gains_the_evidence_columns() -> None:
+    from types import SimpleNamespace
+    from unittest.mock import MagicMock
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    from cgan_lightning.loggers.wandb import WandbPerClassTable
+
+    logger = MagicMock(spec=WandbLogger)
+    metrics = {f"val/{name}/class_{k}": torch.tensor(0.5) for name in ("fid", "acc", "cas", "coverage", "kid")
+               for k in range(3)}
+    trainer = SimpleNamespace(loggers=[logger], is_global_zero=True, callback_metrics=metrics, global_step=7)
+    WandbPerClassTable().log_tables(trainer, "val")  # type: ignore[arg-type]
+    payload = logger.log_metrics.call_args.args[0]
+    table = payload["val/per_class/table"]
+    assert table.columns == ["class", "fid", "accuracy", "cas", "coverage", "kid"]
+    assert [row[0] for row in table.data] == ["0", "1", "2"] and table.data[0][3:] == [0.5, 0.5, 0.5]
