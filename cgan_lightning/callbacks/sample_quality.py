@@ -18,7 +18,7 @@ from cgan_lightning.callbacks.schedule import (
     is_fast_dev_run,
 )
 from cgan_lightning.metrics.features import ClassifierFeatures
-from cgan_lightning.metrics.kid import PerClassKID
+from cgan_lightning.metrics.kid import DEFAULT_SUBSET_SIZE, DEFAULT_SUBSETS, PerClassKID
 from cgan_lightning.metrics.memorization import DEFAULT_QUANTILE, memorization
 from cgan_lightning.metrics.per_class_evaluator import GeneratedFeatures
 from cgan_lightning.metrics.prdc import DEFAULT_NEAREST_K, PerClassPRDC
@@ -80,8 +80,8 @@ class SampleQuality(Callback):
         seed: int = 0,
         batch_size: int = 1000,
         nearest_k: int = DEFAULT_NEAREST_K,
-        kid_subset_size: int = 1000,
-        kid_subsets: int = 100,
+        kid_subset_size: int = DEFAULT_SUBSET_SIZE,
+        kid_subsets: int = DEFAULT_SUBSETS,
         memorization_quantile: float = DEFAULT_QUANTILE,
         n_pairs: int = 16,
         classifier: str | Path | None = None,

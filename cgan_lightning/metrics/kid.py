@@ -17,6 +17,12 @@ from torchmetrics.utilities import dim_zero_cat
 from cgan_lightning.metrics.features import PrecomputedFeatures
 
 
+#: Subset size and count used by default. KID is unbiased: they change the estimate's variance, not its mean.
+#: torchmetrics' defaults (1000 x 100) cost about 0.8 TFLOP in float64 for ten classes of 1000 samples, these 20x less.
+DEFAULT_SUBSET_SIZE = 500
+DEFAULT_SUBSETS = 20
+
+
 class _CappedKID(KernelInceptionDistance):
     """KID whose subset size shrinks to the number of samples gathered (on all processes) when that is smaller."""
 
@@ -41,15 +47,14 @@ class PerClassKID(nn.Module):
     Args:
         num_classes: number of labels.
         num_features: width of the features.
-        max_subset_size: samples per KID subset (torchmetrics' default 1000), capped per class at the smaller of
-            its real and generated counts.
-        subsets: number of random subsets averaged (torchmetrics' default 100).
+        max_subset_size: samples per KID subset, capped per class at the smaller of its real and generated counts.
+        subsets: number of random subsets averaged.
         seed: seed of the subset draws (taken from a private generator state, so training's random stream is
             untouched).
     """
 
-    def __init__(self, num_classes: int, num_features: int, max_subset_size: int = 1000, subsets: int = 100,
-                 seed: int = 0) -> None:
+    def __init__(self, num_classes: int, num_features: int, max_subset_size: int = DEFAULT_SUBSET_SIZE,
+                 subsets: int = DEFAULT_SUBSETS, seed: int = 0) -> None:
         super().__init__()
         if max_subset_size < 2 or subsets < 1:
             raise ValueError(f"max_subset_size must be >= 2 and subsets >= 1, got {max_subset_size} and {subsets}")

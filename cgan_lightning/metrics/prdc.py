@@ -29,9 +29,14 @@ DEFAULT_NEAREST_K = 5
 PRDC_NAMES = ("precision", "recall", "density", "coverage")
 
 
-def pairwise_distances(x: Tensor, y: Tensor) -> Tensor:
-    """Euclidean distances ``[N, M]`` between rows of ``x`` ``[N, D]`` and ``y`` ``[M, D]``, in float64."""
-    return torch.cdist(x.double(), y.double(), compute_mode="donot_use_mm_for_euclid_dist")
+def pairwise_distances(x: Tensor, y: Tensor, exact: bool = True) -> Tensor:
+    """Euclidean distances ``[N, M]`` between rows of ``x`` ``[N, D]`` and ``y`` ``[M, D]``, in float64.
+
+    ``exact`` sums squared differences (a zero distance is exactly zero, as the strict ``<`` of the k-NN balls
+    needs); otherwise a matrix product, several times faster on large sets and accurate to about 1e-7 relative.
+    """
+    mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist"
+    return torch.cdist(x.double(), y.double(), compute_mode=mode)
 
 
 def kth_neighbour_distances(features: Tensor, nearest_k: int) -> Tensor:
