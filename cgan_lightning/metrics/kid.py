@@ -16,7 +16,6 @@ from torchmetrics.utilities import dim_zero_cat
 
 from cgan_lightning.metrics.features import PrecomputedFeatures
 
-
 #: Subset size and count used by default. KID is unbiased: they change the estimate's variance, not its mean.
 #: torchmetrics' defaults (1000 x 100) cost about 0.8 TFLOP in float64 for ten classes of 1000 samples, these 20x less.
 DEFAULT_SUBSET_SIZE = 500
