@@ -295,6 +295,12 @@ class ConditionalGAN(LightningModule):
         """What D sees: the images, augmented when ``augment`` is on (differentiably: G's gradients pass)."""
         return self.d_augment(images) if self.d_augment is not None else images
 
+    def _augment_metrics(self) -> dict[str, Tensor]:
+        """``train/augment_p`` while the augmentation probability adapts (ADA), else nothing."""
+        if self.d_augment is None or not self.d_augment.adaptive:
+            return {}
+        return {"train/augment_p": self.d_augment.p.clone()}
+
     def _discriminate(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
         """D's logits and, for a discriminator with an auxiliary head, its auxiliary loss (else ``None``)."""
         with_aux = getattr(self.discriminator, "logits_and_aux_loss", None)
@@ -355,15 +361,17 @@ class ConditionalGAN(LightningModule):
         if self.generator_ema is not None:
             self.generator_ema.update(self.generator)
 
-        metrics = {
-            "train/d_loss": d_loss.detach(),
-            "train/g_loss": g_loss.detach(),
-            "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
-            "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
-        }
-        if self.d_augment is not None and self.d_augment.adaptive:
-            metrics["train/augment_p"] = self.d_augment.p.clone()
-        self._log_train_metrics(metrics, n, batch_idx)
+        self._log_train_metrics(
+            {
+                "train/d_loss": d_loss.detach(),
+                "train/g_loss": g_loss.detach(),
+                "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
+                "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+                **self._augment_metrics(),
+            },
+            n,
+            batch_idx,
+        )
 
     def on_train_epoch_start(self) -> None:
         self._log_window, self._log_window_images = None, 0
