@@ -1,6 +1,14 @@
 """cgan-lightning: class-conditional GANs on PyTorch Lightning."""
 
-from cgan_lightning.callbacks import InterferenceTest, LatentTraversal, PerClassFID, SaveOnInterrupt, TorchThreads
+from cgan_lightning.callbacks import (
+    ClassificationAccuracyScore,
+    InterferenceTest,
+    LatentTraversal,
+    PerClassFID,
+    SampleQuality,
+    SaveOnInterrupt,
+    TorchThreads,
+)
 from cgan_lightning.data import CorruptDataError, DataNotFoundError, InMemoryBatches, MNISTDataModule
 from cgan_lightning.losses import LOSSES, AdversarialLoss, get_loss
 from cgan_lightning.metrics import (
@@ -38,6 +46,7 @@ __all__ = [
     "AdversarialLoss",
     "AtomicCheckpointIO",
     "CheckpointError",
+    "ClassificationAccuracyScore",
     "ConditionalBatchNorm2d",
     "ConditionalDiscriminator",
     "ConditionalGAN",
@@ -60,6 +69,7 @@ __all__ = [
     "NonFiniteLossError",
     "PerClassEvaluator",
     "PerClassFID",
+    "SampleQuality",
     "SamplerModule",
     "SaveOnInterrupt",
     "TorchThreads",

@@ -5,6 +5,7 @@ A loss is a pair of functions: ``d_loss(real_logits, fake_logits) -> Tensor`` fo
 labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). :data:`LOSSES` maps the
 names accepted by ``ConditionalGAN(loss=...)`` to these triples, so the training step only calls what was chosen.
 :func:`r1_penalty` has the penalty signature too, so it can be added to any loss (``ConditionalGAN(r1_gamma=...)``).
+:func:`lecam_penalty` with its moving-average anchors (:class:`LeCamEMA`) is ``ConditionalGAN(lecam_weight=...)``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,61 @@ def r1_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Ten
     """
     grad = _input_gradients(discriminator, real, labels)
     return gamma / 2 * grad.square().sum(dim=1).mean()
+
+
+def lecam_penalty(real_logits: Tensor, fake_logits: Tensor, anchor_real: Tensor, anchor_fake: Tensor) -> Tensor:
+    """LeCam regularizer (Tseng et al. 2021): ``E[relu(D(x) - a_F)^2] + E[relu(a_R - D(G(z)))^2]``.
+
+    ``a_R`` and ``a_F`` are moving averages of D's mean output on real and generated images (constants here): D
+    is penalized for pushing real outputs above the generated anchor and generated outputs below the real one,
+    which keeps its predictions from diverging when it starts to memorize a small training set.
+
+    Args:
+        real_logits: D's outputs on real images ``[B]``.
+        fake_logits: D's outputs on generated images ``[B]``.
+        anchor_real: moving average of D's mean real output (no gradient flows into it).
+        anchor_fake: moving average of D's mean generated output.
+    """
+    return (F.relu(real_logits - anchor_fake.detach()).square().mean()
+            + F.relu(anchor_real.detach() - fake_logits).square().mean())
+
+
+class LeCamEMA(nn.Module):
+    """The anchors of :func:`lecam_penalty`: zero-debiased EMAs of D's mean real and generated outputs.
+
+    As ``google/lecam-gan`` (``stylegan2/lecam_loss.py``): both averages start at 0 with ``decay`` 0.99, are
+    updated with the current batch *before* the penalty is taken, and are divided by ``1 - decay^t`` (TensorFlow's
+    ``zero_debias``) so the first steps are not pulled towards 0. The state is in buffers: checkpoints keep it.
+
+    Args:
+        decay: EMA decay.
+
+    Raises:
+        ValueError: ``decay`` outside ``[0, 1)``.
+    """
+
+    def __init__(self, decay: float = 0.99) -> None:
+        super().__init__()
+        if not 0 <= decay < 1:
+            raise ValueError(f"lecam_decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.register_buffer("real_biased", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("fake_biased", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Add this batch's means; return the debiased averages ``(a_R, a_F)`` in the logits' dtype."""
+        self.steps += 1
+        self.real_biased.mul_(self.decay).add_((1 - self.decay) * real_logits.double().mean())
+        self.fake_biased.mul_(self.decay).add_((1 - self.decay) * fake_logits.double().mean())
+        debias = 1 - self.decay ** self.steps.double()
+        return ((self.real_biased / debias).to(real_logits.dtype), (self.fake_biased / debias).to(fake_logits.dtype))
+
+    def forward(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Update the anchors with this batch, then return :func:`lecam_penalty` (unweighted)."""
+        anchor_real, anchor_fake = self.update(real_logits, fake_logits)
+        return lecam_penalty(real_logits, fake_logits, anchor_real, anchor_fake)
 
 
 LOSSES: dict[str, AdversarialLoss] = {

@@ -13,8 +13,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from typing_extensions import override
 
-from cgan_lightning.losses import DiscriminatorPenalty, get_loss, r1_penalty
+from cgan_lightning.losses import DiscriminatorPenalty, LeCamEMA, get_loss, r1_penalty
 from cgan_lightning.metrics.sample_checks import check_samples
+from cgan_lightning.nn.augment import build_d_augment
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
@@ -124,6 +125,16 @@ class ConditionalGAN(LightningModule):
             statistics would mix real and fake) and without an auxiliary head.
         compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
             compilation.
+        augment: small-data option: differentiable augmentation of every image D sees, real and generated
+            (DiffAugment), e.g. ``[translation, cutout]`` (digit-safe transforms only, see
+            :mod:`cgan_lightning.nn.augment`); ``None`` (default): off.
+        augment_p: probability of each transform per image (1.0: always, as DiffAugment).
+        ada_target: adapt the probability ADA-style to D's overfitting signal ``E[sign(D(real))]``, towards this
+            target (0.6 in ADA); ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
+        ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
+        lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off), see
+            :func:`cgan_lightning.losses.lecam_penalty`.
+        lecam_decay: decay of LeCam's moving averages of D's outputs.
 
     Discriminator hooks: the loss's ``penalty`` (WGAN-GP) and R1 are added to D's loss; a discriminator that
     defines ``logits_and_aux_loss(images, labels) -> (logits, aux_loss | None)`` (the AC-GAN head of
@@ -147,6 +158,12 @@ class ConditionalGAN(LightningModule):
         ema_decay: float | None = None,
         joint_d_forward: bool = False,
         compile: bool = False,
+        augment: list[str] | None = None,
+        augment_p: float = 1.0,
+        ada_target: float | None = None,
+        ada_kimg: float = 100.0,
+        lecam_weight: float = 0.0,
+        lecam_decay: float = 0.99,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
@@ -195,6 +212,12 @@ class ConditionalGAN(LightningModule):
                                            "discriminator")
         # A submodule, so the average is saved in checkpoints and follows the module's device.
         self.generator_ema = GeneratorEMA(self.generator, ema_decay) if ema_decay is not None else None
+        # Small-data options, off by default (then no submodule: the state dict is unchanged).
+        self.d_augment = build_d_augment(augment, augment_p, ada_target, ada_kimg)
+        if lecam_weight < 0:
+            raise ValueError(f"lecam_weight must be >= 0 (0 turns LeCam off), got {lecam_weight}")
+        self.lecam_weight = lecam_weight
+        self.lecam = LeCamEMA(lecam_decay) if lecam_weight > 0 else None
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -340,6 +363,18 @@ class ConditionalGAN(LightningModule):
         labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=rng)
         return self.generator(z, labels), labels
 
+    def _d_input(self, images: Tensor) -> Tensor:
+        """What D sees: the images, augmented when ``augment`` is on (differentiably: G's gradients pass)."""
+        if self.d_augment is None:
+            return images
+        return self.d_augment(images, generator=self.training_rng.generator)
+
+    def _augment_metrics(self) -> dict[str, Tensor]:
+        """``train/augment_p`` while the augmentation probability adapts (ADA), else nothing."""
+        if self.d_augment is None or not self.d_augment.adaptive:
+            return {}
+        return {"train/augment_p": self.d_augment.p.clone()}
+
     def _discriminate(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
         """D's logits and, for a discriminator with an auxiliary head, its auxiliary loss (else ``None``)."""
         with_aux = getattr(self.discriminator, "logits_and_aux_loss", None)
@@ -367,25 +402,30 @@ class ConditionalGAN(LightningModule):
                 with torch.no_grad():
                     d_fake_images, d_fake_labels = self._fake_batch(n)
             with self.toggled_optimizer(opt_d):
+                d_real, d_fake = self._d_input(real), self._d_input(d_fake_images)
                 if self.joint_d_forward:
-                    logits, real_aux = self._discriminate(torch.cat((real, d_fake_images)),
+                    logits, real_aux = self._discriminate(torch.cat((d_real, d_fake)),
                                                           torch.cat((real_labels, d_fake_labels)))
                     real_logits, fake_logits = logits[:n], logits[n:]
                 else:
-                    real_logits, real_aux = self._discriminate(real, real_labels)
-                    fake_logits, _ = self._discriminate(d_fake_images, d_fake_labels)
+                    real_logits, real_aux = self._discriminate(d_real, real_labels)
+                    fake_logits, _ = self._discriminate(d_fake, d_fake_labels)
                 d_loss = self.adversarial_loss.d_loss(real_logits, fake_logits)
                 if real_aux is not None:
                     d_loss = d_loss + real_aux
                 for penalty in self.d_penalties:
-                    d_loss = d_loss + penalty(self.discriminator, real, d_fake_images, real_labels)
+                    d_loss = d_loss + penalty(self.discriminator, d_real, d_fake, real_labels)
+                if self.lecam is not None:
+                    d_loss = d_loss + self.lecam_weight * self.lecam(real_logits, fake_logits)
+                if self.d_augment is not None:
+                    self.d_augment.observe(real_logits.detach())
                 self._ensure_finite(d_loss, "discriminator", batch_idx)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
                 opt_d.step()
 
         with self.toggled_optimizer(opt_g):
-            g_logits, g_aux = self._discriminate(fake, fake_labels)
+            g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
             g_loss = self.adversarial_loss.g_loss(g_logits)
             if g_aux is not None:
                 g_loss = g_loss + g_aux
@@ -402,6 +442,7 @@ class ConditionalGAN(LightningModule):
                 "train/g_loss": g_loss.detach(),
                 "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
                 "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+                **self._augment_metrics(),
             },
             n,
             batch_idx,

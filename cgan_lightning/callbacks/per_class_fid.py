@@ -41,7 +41,9 @@ class PerClassFID(Callback):
     Logs (``val/``; ``test/`` under ``test``): ``fid/class_<k>``, ``fid/mean`` (the intra-class FID: mean over
     classes), ``fid/worst``, ``fid/overall`` (all classes pooled: the usual unconditional FID), ``acc/class_<k>``
     (share of label-k samples the classifier calls k) and ``acc/mean``. After ``validate`` / ``test`` it also prints
-    the per-class table (rank zero). Under ``fast_dev_run`` it uses 4 samples per class and 4 real batches.
+    the per-class table (rank zero), with every per-class metric the other callbacks logged in the same validation
+    (CAS, precision, recall, density, coverage, KID, memorization). Under ``fast_dev_run`` it uses 4 samples per
+    class and 4 real batches.
 
     The model must offer the :class:`~cgan_lightning.metrics.ConditionalSampler` protocol. The feature extractor
     is shared by all classes and kept in this callback (moved to the model's device), not in the model.
@@ -89,6 +91,7 @@ class PerClassFID(Callback):
         self.evaluator: PerClassEvaluator | None = None
         self._real_split: str | None = None
         self._checkpoint_epoch: int | None = None
+        self._table_due: tuple[str, int] | None = None  # (split, epoch) of a table to print at the end
         #: The scores of the latest evaluation, keyed as logged.
         self.last_scores: dict[str, float] = {}
         #: ``trainer.global_step`` at the latest evaluation (``None`` before the first): tells
@@ -105,6 +108,16 @@ class PerClassFID(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next run (another fit / validate / test call) may use other data: recompute its real statistics.
         self._real_split = None
+
+    @override
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Generated features kept from an earlier validation must not be mistaken for this one's.
+        if self.evaluator is not None:
+            self.evaluator.last_generated = None
+
+    @override
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.on_validation_epoch_start(trainer, pl_module)
 
     @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -150,7 +163,24 @@ class PerClassFID(Callback):
             # Already reduced across processes by the torchmetrics metrics: no further sync.
             pl_module.log(key, value, on_epoch=True)
         if trainer.state.fn != TrainerFn.FITTING:
-            _print_table(self.last_scores, f"{split}/", evaluated_epoch(trainer, self._checkpoint_epoch))
+            self._table_due = (split, evaluated_epoch(trainer, self._checkpoint_epoch))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print_due_table(trainer)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print_due_table(trainer)
+
+    def _print_due_table(self, trainer: Trainer) -> None:
+        # Printed at the end of validation, not in on_validation_epoch_end: by then every evaluation callback,
+        # whatever its place in the list, has logged its per-class metrics into callback_metrics.
+        if self._table_due is None:
+            return
+        split, epoch = self._table_due
+        self._table_due = None
+        prefix = f"{split}/"
+        scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith(prefix)}
+        _print_table({**scores, **self.last_scores}, prefix, epoch)
 
 
 @rank_zero_only

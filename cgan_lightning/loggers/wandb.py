@@ -96,6 +96,10 @@ class WandbSaveConfigCallback(SaveConfigCallback):
 
 _CLASS_KEY = re.compile(r"class_(\d+)$")
 
+#: Per-class metrics of the evidence callbacks that join the table as extra columns when they were logged
+#: (``<split>/<name>/class_<k>``); the column is named as the metric.
+EVIDENCE_COLUMNS = ("cas", "cas_real", "precision", "recall", "density", "coverage", "kid", "memorization")
+
 
 def per_class_values(metrics: dict[str, Any], prefix: str) -> dict[int, float]:
     """``{k: value}`` for every ``<prefix><k>`` in ``metrics`` (e.g. ``val/fid/class_3`` with prefix ``val/fid/``)."""
@@ -115,12 +119,15 @@ class WandbPerClassTable(Callback):
     evaluation did not run this time (its ``every_n_epochs``), the values are unchanged and are not logged again.
 
     Logged keys (``<split>`` is ``val`` or ``test``): ``<split>/per_class/table`` (columns ``class``, ``fid``,
-    ``accuracy``), ``<split>/per_class/fid_chart`` and ``<split>/per_class/acc_chart`` (bar charts over classes).
+    ``accuracy``, then any of ``cas``, ``cas_real``, ``precision``, ``recall``, ``density``, ``coverage``, ``kid``,
+    ``memorization`` that :class:`~cgan_lightning.callbacks.ClassificationAccuracyScore` and
+    :class:`~cgan_lightning.callbacks.SampleQuality` logged), ``<split>/per_class/fid_chart`` and
+    ``<split>/per_class/acc_chart`` (bar charts over classes).
     Without a ``WandbLogger`` it does nothing.
     """
 
     def __init__(self) -> None:
-        self._last_logged: dict[str, dict[int, tuple[float, float]]] = {}
+        self._last_logged: dict[str, dict[int, tuple[float, ...]]] = {}
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -138,16 +145,19 @@ class WandbPerClassTable(Callback):
             return
         fid = per_class_values(trainer.callback_metrics, f"{split}/fid/")
         acc = per_class_values(trainer.callback_metrics, f"{split}/acc/")
+        extra = {name: per_class_values(trainer.callback_metrics, f"{split}/{name}/") for name in EVIDENCE_COLUMNS}
+        extra = {name: values for name, values in extra.items() if values}
         classes = sorted(set(fid) | set(acc))
         if not classes:
             return
-        current = {k: (fid.get(k, float("nan")), acc.get(k, float("nan"))) for k in classes}
+        nan = float("nan")
+        current = {k: (fid.get(k, nan), acc.get(k, nan), *(v.get(k, nan) for v in extra.values())) for k in classes}
         if current == self._last_logged.get(split):  # the evaluation did not run this time
             return
         self._last_logged[split] = current
         import wandb  # WandbLogger already requires it
 
-        table = wandb.Table(columns=["class", "fid", "accuracy"], data=[[str(k), *current[k]] for k in classes])
+        table = wandb.Table(columns=["class", "fid", "accuracy", *extra], data=[[str(k), *current[k]] for k in classes])
         key = f"{split}/per_class"
         payload = {
             f"{key}/table": table,
@@ -160,6 +170,7 @@ class WandbPerClassTable(Callback):
 
 
 __all__ = [
+    "EVIDENCE_COLUMNS",
     "LINKED_MODEL_KEYS",
     "WandbPerClassTable",
     "WandbSaveConfigCallback",

@@ -1,5 +1,6 @@
 """Scoring a conditional generator: the shipped MNIST classifier, feature extractors and per-class scores."""
 
+from cgan_lightning.metrics.cas import fit_classifier
 from cgan_lightning.metrics.classifier import MNISTClassifier, load_classifier, load_mnist_classifier
 from cgan_lightning.metrics.evaluate import evaluate_generator
 from cgan_lightning.metrics.features import (
@@ -8,8 +9,11 @@ from cgan_lightning.metrics.features import (
     PrecomputedFeatures,
     build_feature_extractor,
 )
+from cgan_lightning.metrics.kid import PerClassKID
+from cgan_lightning.metrics.memorization import memorization
 from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
 from cgan_lightning.metrics.per_class_scores import PerClassScores
+from cgan_lightning.metrics.prdc import PerClassPRDC, prdc
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
@@ -22,6 +26,8 @@ __all__ = [
     "InceptionFeatures",
     "MNISTClassifier",
     "PerClassEvaluator",
+    "PerClassKID",
+    "PerClassPRDC",
     "PerClassScores",
     "PrecomputedFeatures",
     "SamplerModule",
@@ -29,7 +35,10 @@ __all__ = [
     "check_sampler",
     "check_samples",
     "evaluate_generator",
+    "fit_classifier",
     "load_classifier",
     "load_mnist_classifier",
+    "memorization",
     "per_class_table",
+    "prdc",
 ]

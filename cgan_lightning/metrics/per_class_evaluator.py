@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,17 @@ from cgan_lightning.metrics.per_class_scores import PerClassScores, features_of
 from cgan_lightning.metrics.protocol import ConditionalSampler
 from cgan_lightning.metrics.sample_checks import BadSamplesError, check_samples
 from cgan_lightning.metrics.sampling import class_balanced_latents, generate, rebatch
+
+
+class GeneratedFeatures(NamedTuple):
+    """The generated samples of one :meth:`PerClassEvaluator.evaluate` call on this process, for reuse."""
+
+    features: Tensor
+    labels: Tensor
+    #: Positions in the label-major list of all ``num_classes * samples_per_class`` latents drawn from ``seed``.
+    indices: Tensor
+    seed: int
+    samples_per_class: int
 
 
 class PerClassEvaluator:
@@ -60,6 +72,8 @@ class PerClassEvaluator:
         self.num_features = feature_dim(self.extractor, image_shape)
         self.scores = PerClassScores(num_classes, self.num_features)
         self.device = torch.device("cpu")
+        #: This process's generated features from the latest :meth:`evaluate` (the evidence callbacks reuse them).
+        self.last_generated: GeneratedFeatures | None = None
 
     def to(self, device: torch.device | str) -> PerClassEvaluator:
         """Move the extractor, the classifier and the metric states to ``device``."""
@@ -112,12 +126,15 @@ class PerClassEvaluator:
             raise ValueError(f"the model has {model.num_classes} labels, the evaluator {self.num_classes}")
         self.scores.reset_fake()
         z, labels = class_balanced_latents(self.num_classes, samples_per_class, model.latent_dim, seed)
-        z, labels = z[rank::world_size], labels[rank::world_size]
+        indices = torch.arange(len(labels))[rank::world_size]
+        z, labels = z[indices], labels[indices]
+        kept: list[Tensor] = []
         error: BadSamplesError | None = None
         try:
             for images, batch_labels in generate(model, z, labels, batch_size, self.device):
                 feats, preds = features_of(images, self.extractor, self.classifier)
                 self.scores.update_fake(feats, batch_labels, preds)
+                kept.append(feats)
         except BadSamplesError as bad:
             error = bad
         if world_size > 1 and _any_rank(error is not None, self.device):
@@ -125,7 +142,10 @@ class PerClassEvaluator:
                                              "(its error names them); nothing was scored")
         if error is not None:
             self.scores.reset_fake()
+            self.last_generated = None
             raise error
+        features = torch.cat(kept) if kept else torch.zeros(0, self.num_features, device=self.device)
+        self.last_generated = GeneratedFeatures(features, labels.to(self.device), indices, seed, samples_per_class)
         return self.scores.compute()
 
 

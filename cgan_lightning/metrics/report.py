@@ -1,27 +1,63 @@
-"""The per-class table printed after ``validate`` / ``test``."""
+"""The per-class table printed after ``validate`` / ``test``: every per-class metric the callbacks logged."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
+
+
+class Column(NamedTuple):
+    """One metric family of the table: keys ``<prefix><key>/class_<k>`` and ``<prefix><key>/mean``."""
+
+    key: str
+    title: str
+    digits: int
+
+
+#: The columns in table order; a column appears when any of its per-class keys is present.
+COLUMNS = (
+    Column("fid", "FID", 2),
+    Column("acc", "accuracy", 3),
+    Column("cas", "CAS", 3),
+    Column("cas_real", "CAS real", 3),
+    Column("precision", "precision", 3),
+    Column("recall", "recall", 3),
+    Column("density", "density", 3),
+    Column("coverage", "coverage", 3),
+    Column("kid", "KID", 4),
+    Column("memorization", "memorized", 3),
+)
 
 
 def per_class_table(scores: Mapping[str, float], prefix: str = "val/") -> str:
-    """Format per-class FID and accuracy as a text table (one row per class, then mean / worst / overall).
+    """Format the per-class metrics as a text table: one row per class, then mean, worst and overall.
+
+    FID and accuracy always have a column (``-`` when absent); CAS, precision, recall, density, coverage, KID and
+    memorization get one when they were logged. ``worst`` is the largest per-class FID, ``overall`` the pooled FID.
 
     Args:
         scores: metrics keyed ``<prefix>fid/class_<k>``, ``<prefix>acc/class_<k>``, ``<prefix>fid/mean`` ...
         prefix: the stage prefix of the keys.
     """
-    classes = sorted(int(key.rsplit("_", 1)[1]) for key in scores if key.startswith(f"{prefix}fid/class_"))
+    columns = [c for c in COLUMNS if c.key in ("fid", "acc")
+               or any(key.startswith(f"{prefix}{c.key}/class_") for key in scores)]
+    classes = sorted({int(key.rsplit("_", 1)[1]) for key in scores for c in columns
+                      if key.startswith(f"{prefix}{c.key}/class_")})
 
     def cell(key: str, digits: int) -> str:
         value = scores.get(f"{prefix}{key}")
+        value = None if value is None else float(value)
         return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
-    lines = [f"{'class':>7} {'FID':>9} {'accuracy':>9}"]
-    lines += [f"{k:>7} {cell(f'fid/class_{k}', 2):>9} {cell(f'acc/class_{k}', 3):>9}" for k in classes]
-    lines.append(f"{'mean':>7} {cell('fid/mean', 2):>9} {cell('acc/mean', 3):>9}")
-    lines.append(f"{'worst':>7} {cell('fid/worst', 2):>9} {'':>9}")
-    lines.append(f"{'overall':>7} {cell('fid/overall', 2):>9} {'':>9}")
-    return "\n".join(lines)
+    def row(name: str, suffix: str, only: tuple[str, ...] | None = None) -> str:
+        cells = [cell(f"{c.key}/{suffix}", c.digits) if only is None or c.key in only else ""
+                 for c in columns]
+        return f"{name:>7} " + " ".join(f"{v:>{max(9, len(c.title))}}" for v, c in zip(cells, columns, strict=True))
+
+    lines = [f"{'class':>7} " + " ".join(f"{c.title:>{max(9, len(c.title))}}" for c in columns)]
+    lines += [row(str(k), f"class_{k}") for k in classes]
+    lines.append(row("mean", "mean"))
+    lines.append(row("worst", "worst", only=("fid",)))
+    lines.append(row("overall", "overall", only=("fid",)))
+    return "\n".join(line.rstrip() for line in lines)

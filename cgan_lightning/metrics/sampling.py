@@ -113,3 +113,41 @@ def rebatch(batches: Iterable[tuple[Tensor, Tensor]], size: int) -> Iterator[tup
             images, labels, count = [], [], 0
     if images:
         yield torch.cat(images), torch.cat(labels)
+
+
+def training_images(trainer: Any, max_images: int | None = None) -> tuple[Tensor, Tensor]:
+    """The real training split as ``(images in [-1, 1] [N, C, H, W], labels [N])`` on the CPU.
+
+    A data module with ``split("train")`` (:class:`~cgan_lightning.data.MNISTDataModule`) gives it unsharded on
+    every process; otherwise the data module's (or trainer's) train loader is read once.
+
+    Args:
+        trainer: the Lightning trainer.
+        max_images: keep only the first this many images (smoke tests); ``None``: all.
+
+    Raises:
+        ValueError: neither a data module nor a train dataloader is attached, or it yields nothing.
+    """
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None and callable(getattr(datamodule, "split", None)):
+        from cgan_lightning.data.mnist import normalize
+
+        images, labels = datamodule.split("train")
+        return normalize(images[:max_images]), labels[:max_images]
+    if datamodule is not None:
+        loader = datamodule.train_dataloader()
+    elif getattr(trainer, "train_dataloader", None) is not None:
+        loader = trainer.train_dataloader
+    else:
+        raise ValueError("the evidence callbacks need the real training split: pass a datamodule (or a train "
+                         "dataloader yielding (images, labels)) to the Trainer")
+    images, labels, count = [], [], 0
+    for batch_images, batch_labels in image_label_batches(loader):
+        images.append(batch_images.cpu())
+        labels.append(batch_labels.cpu())
+        count += len(batch_labels)
+        if max_images is not None and count >= max_images:
+            break
+    if not images:
+        raise ValueError("the training dataloader yielded no batches")
+    return torch.cat(images)[:max_images], torch.cat(labels)[:max_images]
