@@ -15,12 +15,11 @@ import signal
 import sys
 from typing import Any
 
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
@@ -71,6 +70,9 @@ class CGANLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        # Any data module (--data.class_path ...); MNIST when none is named, so MNIST configs need no class_path.
+        parser.set_defaults({"data": {"class_path": "cgan_lightning.data.MNISTDataModule"}})
         parser.set_defaults(
             {
                 "model.generator": {"class_path": "cgan_lightning.nn.mlp.MLPGenerator"},
@@ -97,7 +99,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
     """Parse ``args`` (``None``: ``sys.argv[1:]``), build the model, data and trainer, and run the subcommand."""
     return CGANLightningCLI(
         ConditionalGAN,
-        MNISTDataModule,
+        LightningDataModule,
+        subclass_mode_data=True,
         args=args,
         run=run,
         auto_configure_optimizers=False,
