@@ -11,8 +11,9 @@ from torch import Tensor
 from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.interference import interference_images, interference_scores
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.report import class_names
 from cgan_lightning.metrics.sampling import seeded_normal
-from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.image_grids import grid_caption, image_grid, publish_grid
 
 
 class InterferenceTest(FixedLatentCallback):
@@ -56,4 +57,5 @@ class InterferenceTest(FixedLatentCallback):
         feats, logits = self.classifier.features_and_logits(images)
         self.last_scores = interference_scores(feats, logits.argmax(1), len(self.latents), model.num_classes)
         self.last_grid = image_grid(images, columns=model.num_classes)
-        self.last_png = publish_grid(trainer, "interference", self.last_grid, self.epoch(trainer))
+        caption = grid_caption("one latent z each", "classes", class_names(model))
+        self.last_png = publish_grid(trainer, "interference", self.last_grid, self.epoch(trainer), caption)

@@ -127,10 +127,11 @@ class PerClassFID(Callback):
             # Already reduced across processes by the torchmetrics metrics: no further sync.
             pl_module.log(key, value, on_epoch=True)
         if trainer.state.fn != TrainerFn.FITTING:
-            _print_table(self.last_scores, f"{split}/", evaluated_epoch(trainer, self._checkpoint_epoch))
+            _print_table(self.last_scores, f"{split}/", evaluated_epoch(trainer, self._checkpoint_epoch),
+                         getattr(pl_module, "class_names", None))
 
 
 @rank_zero_only
-def _print_table(scores: dict[str, Any], prefix: str, epoch: int) -> None:
-    print(f"\nPer-class FID and generated-digit accuracy (epoch {epoch}):\n{per_class_table(scores, prefix)}\n",
-          flush=True)
+def _print_table(scores: dict[str, Any], prefix: str, epoch: int, class_names: list[str] | None) -> None:
+    table = per_class_table(scores, prefix, class_names)
+    print(f"\nPer-class FID and generated-image accuracy (epoch {epoch}):\n{table}\n", flush=True)

@@ -10,9 +10,10 @@ from torch import Tensor
 
 from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.report import class_names
 from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
-from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.image_grids import grid_caption, image_grid, publish_grid
 
 
 class LatentTraversal(FixedLatentCallback):
@@ -52,4 +53,5 @@ class LatentTraversal(FixedLatentCallback):
         _, logits = self.classifier.features_and_logits(images)
         self.last_scores = traversal_scores(logits.argmax(1), model.num_classes, self.steps)
         self.last_grid = image_grid(images, columns=self.steps)
-        self.last_png = publish_grid(trainer, "traversal", self.last_grid, self.epoch(trainer))
+        caption = grid_caption("classes", f"{self.steps} frames from z_a to z_b", class_names(model))
+        self.last_png = publish_grid(trainer, "traversal", self.last_grid, self.epoch(trainer), caption)

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                             allow_abbrev=False)
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `cgan-lightning fit`")
     parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL",
-                        help="class ids, e.g. `3 7` (one grid row each, in this order), or `all`")
+                        help="class names or ids, e.g. `cat dog` or `3 7` (one grid row each, in this order), "
+                             "or `all`")
     parser.add_argument("--n_per_label", type=int, default=16, help="samples per label (default: 16)")
     parser.add_argument("--out", required=True, help="output file: .png (a grid) or .pt (images and labels)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the latents; same seed, same images")
@@ -66,23 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_labels(tokens: Sequence[str], num_classes: int) -> list[int]:
-    """``["3", "7"]`` -> ``[3, 7]``; ``["all"]`` -> ``[0, ..., num_classes - 1]``.
+def parse_labels(tokens: Sequence[str], num_classes: int, class_names: Sequence[str] | None = None) -> list[int]:
+    """``["3", "7"]`` -> ``[3, 7]``; ``["cat"]`` -> the id of class ``cat``; ``["all"]`` -> every label in order.
+
+    A token that is one of ``class_names`` means that class (even when it is also a number: folders named ``1``,
+    ``10``, ``2`` get ids 0, 1, 2); any other token must be a class id.
 
     Raises:
-        SampleError: a token that is not an integer, a label outside ``[0, num_classes)``, or ``all`` mixed
-            with other labels.
+        SampleError: a token that is neither a class name nor an integer, a label outside ``[0, num_classes)``, or
+            ``all`` mixed with other labels.
     """
     if any(t.lower() == "all" for t in tokens):
         if len(tokens) != 1:
             raise SampleError(f"--labels: `all` cannot be combined with other labels, got {' '.join(tokens)}", 2)
         return list(range(num_classes))
+    names = {str(name): k for k, name in enumerate(class_names or [])}
     labels = []
     for token in tokens:
+        if token in names:
+            labels.append(names[token])
+            continue
         try:
             labels.append(int(token))
         except ValueError:
-            raise SampleError(f"--labels: {token!r} is not a label; expected integers in "
+            known = f"a class name ({', '.join(names)}), " if names else ""
+            raise SampleError(f"--labels: {token!r} is not a label; expected {known}integers in "
                               f"[0, {num_classes - 1}] or `all`", 2) from None
     bad = [v for v in labels if not 0 <= v < num_classes]
     if bad:
@@ -161,11 +170,12 @@ def run(argv: Sequence[str]) -> str:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SampleError(f"--device {args.device}: CUDA is not available here; use --device cpu", 2)
     model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
-    labels = parse_labels(args.labels, model.num_classes)
+    labels = parse_labels(args.labels, model.num_classes, model.class_names)
     images, label_tensor = draw(model, labels, args.n_per_label, args.seed, ema=args.ema)
     write_output(images, label_tensor, args.out, args.n_per_label)
     weights = "EMA" if args.ema else "raw"
-    return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {' '.join(map(str, labels))}, "
+    shown = " ".join(str(k) if model.class_names[k] == str(k) else f"{k}={model.class_names[k]}" for k in labels)
+    return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {shown}, "
             f"{weights} generator weights) to {args.out}")
 
 

@@ -16,9 +16,11 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from cgan_lightning.metrics.report import class_label
+
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
 #: copied from the instantiated model into the config that W&B receives.
-LINKED_MODEL_KEYS = ("num_classes", "image_shape")
+LINKED_MODEL_KEYS = ("num_classes", "image_shape", "class_names")
 
 
 def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
@@ -93,7 +95,8 @@ class WandbPerClassTable(Callback):
     evaluation did not run this time (its ``every_n_epochs``), the values are unchanged and are not logged again.
 
     Logged keys (``<split>`` is ``val`` or ``test``): ``<split>/per_class/table`` (columns ``class``, ``fid``,
-    ``accuracy``), ``<split>/per_class/fid_chart`` and ``<split>/per_class/acc_chart`` (bar charts over classes).
+    ``accuracy``; ``class`` holds the model's class names), ``<split>/per_class/fid_chart`` and
+    ``<split>/per_class/acc_chart`` (bar charts over classes).
     Without a ``WandbLogger`` it does nothing.
     """
 
@@ -123,7 +126,9 @@ class WandbPerClassTable(Callback):
         self._last_logged[split] = current
         import wandb  # WandbLogger already requires it
 
-        table = wandb.Table(columns=["class", "fid", "accuracy"], data=[[str(k), *current[k]] for k in classes])
+        names = getattr(trainer.lightning_module, "class_names", None)
+        table = wandb.Table(columns=["class", "fid", "accuracy"],
+                            data=[[class_label(k, names), *current[k]] for k in classes])
         key = f"{split}/per_class"
         payload = {
             f"{key}/table": table,

@@ -90,5 +90,5 @@ def evaluate_generator(
         save_png(image_grid(grid_images, sampler.num_classes), Path(output_dir) / "interference.png")
         save_png(image_grid(path_images, traversal_steps), Path(output_dir) / "traversal.png")
     if print_table:
-        print(per_class_table(scores, "val/"))
+        print(per_class_table(scores, "val/", getattr(model, "class_names", None)))
     return scores
