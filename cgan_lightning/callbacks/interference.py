@@ -32,7 +32,8 @@ class InterferenceTest(FixedLatentCallback):
         n_styles: latents (rows); at least 2.
         seed: seed of the latents.
         every_n_epochs: render after every n-th training epoch.
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     def __init__(self, n_styles: int = 8, seed: int = 0, every_n_epochs: int = 1,

@@ -28,7 +28,8 @@ class LatentTraversal(FixedLatentCallback):
         steps: frames per row, both endpoints included (>= 2).
         seed: seed of the endpoints.
         every_n_epochs: render after every n-th training epoch.
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     def __init__(self, steps: int = 8, seed: int = 0, every_n_epochs: int = 1,

@@ -1,5 +1,6 @@
-"""The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, ``predict``, and
-``sample`` (drawing digits from a checkpoint, see :mod:`cgan_lightning.cli.sample`).
+"""The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, ``predict``,
+``sample`` (drawing digits from a checkpoint, see :mod:`cgan_lightning.cli.sample`) and ``train-classifier`` (the
+evaluation classifier for any data module, see :mod:`cgan_lightning.cli.train_classifier`).
 
 Example::
 
@@ -134,6 +135,10 @@ def main(args: ArgsType = None) -> None:
 
         sample_main(list(argv[1:]))
         return
+    if isinstance(argv, list | tuple) and argv and argv[0] == "train-classifier":
+        from cgan_lightning.cli.train_classifier import main as train_classifier_main
+
+        return train_classifier_main(list(argv[1:]))
     try:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
