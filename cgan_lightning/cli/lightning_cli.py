@@ -118,6 +118,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, N
 
 
 def _one_line(error: BaseException) -> str:
+    # jsonargparse wraps a data module's __init__ error (--data in subclass mode) in "Does not validate against any
+    # of the Union subtypes ..."; the user needs the error itself.
+    while isinstance(error.__cause__, USER_ERRORS) and str(error).startswith("Does not validate against any"):
+        error = error.__cause__
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 
