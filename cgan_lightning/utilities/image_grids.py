@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
@@ -54,10 +56,12 @@ def save_png(grid: Tensor, path: Path, caption: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if caption is None:
         save_image(grid, path)
-    else:
-        info = PngInfo()
-        info.add_text("Description", caption)
-        save_image(grid, path, format="png", pnginfo=info)
+        return path
+    info = PngInfo()
+    info.add_text("Description", caption)
+    # The same pixels as save_image writes (its rounding), through PIL so that the text chunk can be added.
+    pixels = grid.detach().mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    Image.fromarray(pixels).save(path, format="png", pnginfo=info)
     return path
 
 
