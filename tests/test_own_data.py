@@ -307,3 +307,21 @@ def test_class_names_are_checked_and_shown_in_tables() -> None:
     assert "\n      0 " in per_class_table(scores, "val/", ["0", "1"])  # names equal to the ids: shown once
     assert parse_labels(["dog", "0", "1"], 2, ["cat", "dog"]) == [1, 0, 1]
     assert parse_labels(["10", "2"], 3, ["1", "10", "2"]) == [1, 2]  # a folder name wins over the id
+
+
+@pytest.mark.parametrize("name", ["cifar10", "image_folder"])
+def test_own_data_example_configs_fit_under_fast_dev_run(name: str, cifar_files: Path, rgb_tree: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "examples" / f"{name}.yaml"
+    if name == "cifar10":
+        data_args, classes, shape = [f"--data.init_args.root={cifar_files}"], 10, (3, 32, 32)
+    else:
+        data_args = [f"--data.init_args.root={rgb_tree}", "--data.init_args.eval_root=null",
+                     "--data.init_args.image_size=16"]
+        classes, shape = 3, (3, 16, 16)
+    # The config's callbacks read runs/<name>/classifier.pt (train-classifier's output); an untrained one will do.
+    save_classifier(ImageClassifier(classes, feature_dim=8, image_shape=shape),
+                    tmp_path / "runs" / name / "classifier.pt")
+    main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu",
+          f"--trainer.default_root_dir={tmp_path / 'run'}", *data_args])

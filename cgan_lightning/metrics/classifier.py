@@ -59,6 +59,8 @@ class ImageClassifier(nn.Module):
         self.image_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
         #: What ``save_classifier`` stored beside the weights (num_classes, image_shape, class names, accuracy, ...).
         self.metadata: dict[str, Any] = {}
+        #: Where it was loaded from (for error messages).
+        self.source = "the classifier"
 
         def block(c_in: int, c_out: int, k: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out),
@@ -136,7 +138,7 @@ def _build(payload: dict[str, Any], source: str) -> ImageClassifier:
     except (KeyError, TypeError, RuntimeError) as bad:
         raise ValueError(f"{source} is not a classifier file written by save_classifier: {bad}") from bad
     model.metadata = dict(payload.get("metadata", {}))
-    model.metadata["source"] = source
+    model.source = source
     return model.eval().requires_grad_(False)
 
 
@@ -155,7 +157,7 @@ def check_classifier_matches(classifier: ImageClassifier | Any, num_classes: int
         ValueError: the number of classes, the image shape or the class names differ; the message names the
             classifier file and says how to train a matching one.
     """
-    source = getattr(classifier, "metadata", {}).get("source", "the classifier")
+    source = getattr(classifier, "source", "the classifier")
     fix = ("train one on this data with `cgan-lightning train-classifier --data ... --out classifier.pt` and pass "
            "it as `classifier: classifier.pt` (callbacks, evaluate_generator)")
     have_shape = tuple(getattr(classifier, "image_shape", ()))
@@ -177,7 +179,8 @@ def load_classifier(path: str | Path) -> ImageClassifier:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found at {path}; train them with "
-                                "`cgan-lightning train-classifier --data ... --out <path>`")
+                                "`cgan-lightning train-classifier --data ... --out <path>` (the shipped MNIST one: "
+                                "`python -m cgan_lightning.metrics.classifier_training`)")
     return _build(torch.load(path, map_location="cpu", weights_only=True), str(path))
 
 

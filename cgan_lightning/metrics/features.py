@@ -81,6 +81,7 @@ class ClassifierFeatures(_FrozenExtractor):
         self.image_shape = classifier.image_shape
         self.class_names = classifier.class_names
         self.metadata = classifier.metadata
+        self.source = classifier.source
 
     @torch.no_grad()
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
