@@ -29,7 +29,10 @@ def per_class_table(scores: Mapping[str, float], prefix: str = "val/",
     """
     classes = sorted(int(key.rsplit("_", 1)[1]) for key in scores if key.startswith(f"{prefix}fid/class_"))
     names = {k: class_label(k, class_names) for k in classes}
-    names = {k: name if name == str(k) else f"{k} {name}" for k, name in names.items()}
+    if any(name != str(k) for k, name in names.items()):  # "<id> <name>", ids right- and names left-aligned
+        id_width = max(len(str(k)) for k in classes)
+        name_width = max(len(name) for name in names.values())
+        names = {k: f"{k:>{id_width}} {name:<{name_width}}" for k, name in names.items()}
     width = max([7, *(len(name) for name in names.values())])
 
     def cell(key: str, digits: int) -> str:
