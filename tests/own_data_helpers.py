@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from conftest import HAS_REAL_MNIST, REAL_DATA_DIR, synthetic_digits
+from lightning.pytorch import LightningDataModule
 from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
 
 from cgan_lightning.data.export import export_image_folder
 from cgan_lightning.data.mnist import MNISTDataModule
@@ -106,3 +108,17 @@ def write_cifar100(root: Path, n_train: int = 60, n_test: int = 30) -> Path:
                                 "coarse_labels": [v // 5 for v in labels], "filenames": [f"{i}" for i in range(n)]})
     _pickle(folder / "meta", {"fine_label_names": fine, "coarse_label_names": [f"super_{k}" for k in range(20)]})
     return root
+
+
+class PlainDataModule(LightningDataModule):
+    """A user's own data module: ``num_classes`` and ``image_shape`` but no ``class_names``, DataLoader batches."""
+
+    num_classes = 3
+    image_shape = (1, 8, 8)
+
+    def train_dataloader(self) -> DataLoader:
+        labels = torch.arange(12) % 3
+        return DataLoader(TensorDataset(torch.rand(12, 1, 8, 8) * 2 - 1, labels), batch_size=4)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.train_dataloader()

@@ -325,3 +325,17 @@ def test_own_data_example_configs_fit_under_fast_dev_run(name: str, cifar_files:
                     tmp_path / "runs" / name / "classifier.pt")
     main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu",
           f"--trainer.default_root_dir={tmp_path / 'run'}", *data_args])
+
+
+def test_a_data_module_without_class_names_links_the_ids_and_train_classifier_reads_its_loaders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cgan_lightning.cli.lightning_cli import build_cli
+
+    cli = build_cli(["--data", "own_data_helpers.PlainDataModule", "--model.generator",
+                     "cgan_lightning.nn.dcgan.DCGANGenerator", "--model.discriminator",
+                     "cgan_lightning.nn.dcgan.DCGANDiscriminator"], run=False)
+    assert cli.model.class_names == ["0", "1", "2"] and cli.model.image_shape == (1, 8, 8)
+    out = _train_classifier(["--data", "own_data_helpers.PlainDataModule"], tmp_path / "c.pt", 1, capsys)
+    assert "12 train and 12 evaluation images of 1x8x8, 3 classes" in out
+    assert load_classifier(tmp_path / "c.pt").metadata["class_names"] == ["0", "1", "2"]

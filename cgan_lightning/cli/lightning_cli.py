@@ -30,6 +30,11 @@ from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightn
 _REFERENCE_ADAM = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "betas": [0.5, 0.999]}}
 
 
+def _class_names(data: Any) -> list[str] | None:
+    names = getattr(data, "class_names", None)
+    return [str(name) for name in names] if names is not None else None
+
+
 class CGANLightningCLI(LightningCLI):
     """LightningCLI for :class:`ConditionalGAN` with the data module's shape linked into the model.
 
@@ -71,7 +76,8 @@ class CGANLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
-        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        # A data module of one's own without class_names gets the ids.
+        parser.link_arguments("data", "model.class_names", compute_fn=_class_names, apply_on="instantiate")
         # Any data module (--data.class_path ...); MNIST when none is named, so MNIST configs need no class_path.
         parser.set_defaults({"data": {"class_path": "cgan_lightning.data.MNISTDataModule"}})
         parser.set_defaults(
