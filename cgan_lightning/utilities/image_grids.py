@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 #: Pixels between cells (and around the grid).
 PADDING = 2
@@ -54,13 +53,11 @@ def save_png(grid: Tensor, path: Path, caption: str | None = None) -> Path:
     A ``caption`` (e.g. which class each column shows) is stored in the PNG's ``Description`` text chunk.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if caption is None:
-        save_image(grid, path)
-        return path
     info = PngInfo()
-    info.add_text("Description", caption)
-    # The same pixels as save_image writes (its rounding), through PIL so that the text chunk can be added.
-    pixels = grid.detach().mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    if caption is not None:
+        info.add_text("Description", caption)
+    # Rounded as log_grid rounds for W&B, so the PNG and the logged image hold the same pixels.
+    pixels = grid.detach().float().mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
     Image.fromarray(pixels).save(path, format="png", pnginfo=info)
     return path
 
