@@ -45,6 +45,10 @@ def check_joint_d_forward(discriminator: nn.Module) -> None:
                          "(its loss is over real pairs only): set joint_d_forward=False")
 
 
+#: Training metrics shown in the progress bar.
+PROGRESS_BAR_METRICS = ("train/g_loss", "train/d_loss")
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; training stopped before the optimizer step that would apply it."""
 
@@ -366,23 +370,31 @@ class ConditionalGAN(LightningModule):
             n, self._log_window_images = self._log_window_images, 0
             metrics = dict(zip(metrics, (self._log_window / n).unbind(), strict=True))
             self._log_window = None
-        self.log_dict(metrics, on_step=True, on_epoch=True, batch_size=n)
+        # The progress bar shows the two losses; D's probabilities go to the loggers only.
+        self.log_dict({k: v for k, v in metrics.items() if k in PROGRESS_BAR_METRICS}, on_step=True, on_epoch=True,
+                      batch_size=n, prog_bar=True)
+        self.log_dict({k: v for k, v in metrics.items() if k not in PROGRESS_BAR_METRICS}, on_step=True,
+                      on_epoch=True, batch_size=n)
         self.log("train/batches_seen", float(batches), on_step=True, on_epoch=False, batch_size=n)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """D's mean probability on real test pairs and on as many fresh fakes (evaluation callbacks do the rest)."""
+        self._log_d_scores(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """As :meth:`validation_step`, logged as ``test/d_real`` and ``test/d_fake``."""
+        self._log_d_scores(batch, "test")
+
+    def _log_d_scores(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         real, labels = batch
         z = torch.randn(real.size(0), self.latent_dim, device=self.device)
         fake = self.generator(z, labels)
         self.log_dict(
             {
-                "val/d_real": torch.sigmoid(self.discriminator(real, labels)).mean(),
-                "val/d_fake": torch.sigmoid(self.discriminator(fake, labels)).mean(),
+                f"{stage}/d_real": torch.sigmoid(self.discriminator(real, labels)).mean(),
+                f"{stage}/d_fake": torch.sigmoid(self.discriminator(fake, labels)).mean(),
             },
             on_epoch=True,
             batch_size=real.size(0),
             sync_dist=True,  # each DDP rank validates its own shard: average them (once per epoch)
         )
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)

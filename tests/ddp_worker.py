@@ -70,6 +70,8 @@ def run_cli(out: Path, data: Path, phase: str, extra: list[str], ckpt_path: Path
         f"--trainer.default_root_dir={out}", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--trainer.num_sanity_val_steps=0", "--trainer.limit_val_batches=1",
         f"--checkpoint.dirpath={out / 'ckpts'}", f"--data.data_dir={data}", "--data.download=false",
+        # One file per epoch (not the default last.ckpt only): the tests load the weights of each epoch.
+        "--checkpoint.filename=epoch={epoch:03d}", "--checkpoint.save_top_k=-1", "--checkpoint.save_last=true",
         "--data.batch_size=13", "--model.ema_decay=0.9", *TINY, *extra,
     ], run=False)
     cli.trainer.callbacks.append(recorder)

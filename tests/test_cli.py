@@ -11,13 +11,27 @@ import yaml
 
 from cgan_lightning.cli.lightning_cli import main
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+#: The `cgan-lightning fit` configs; sweep.yaml is a W&B sweep file (tests/test_sweep.py runs it).
+EXAMPLES = sorted(p for p in (Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")
+                  if p.name != "sweep.yaml")
 #: The MNIST-family configs (no data class_path); the others are fitted in test_own_data.py.
 MNIST_EXAMPLES = [p for p in EXAMPLES if "class_path" not in (yaml.safe_load(p.read_text()).get("data") or {})]
 
 
 def test_examples_exist() -> None:
-    assert {"mnist.yaml", "quick.yaml"} <= {p.name for p in EXAMPLES}
+    assert {"mnist.yaml", "reference.yaml", "quick.yaml"} <= {p.name for p in EXAMPLES}
+
+
+def test_main_job_config_is_the_recommended_design() -> None:
+    # README's main job, `cgan-lightning fit --config examples/mnist.yaml`, trains the best-quality design.
+    config = yaml.safe_load((EXAMPLES[0].parent / "mnist.yaml").read_text())
+    model = config["model"]
+    assert model["generator"]["class_path"].endswith("DCGANGenerator")
+    assert model["generator"]["init_args"]["conditioning"] == "cbn"
+    assert model["discriminator"]["class_path"].endswith("ACGANDiscriminator")
+    assert model["discriminator"]["init_args"]["conditioning"] == "projection"
+    assert model["loss"] == "hinge" and model["ema_decay"] == 0.999
+    assert config["trainer"]["max_epochs"] == 20 and config["data"]["batch_size"] == 32
 
 
 @pytest.mark.parametrize("config", MNIST_EXAMPLES, ids=lambda p: p.stem)
@@ -32,7 +46,7 @@ def test_every_config_fits_under_fast_dev_run(config: Path, fake_mnist_session_d
 
 def test_print_config_is_complete_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(EXAMPLES[0].parent / "mnist.yaml"), "--print_config"])
+        main(["fit", "--config", str(EXAMPLES[0].parent / "reference.yaml"), "--print_config"])
     assert exit_info.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["latent_dim"] == 100
@@ -41,7 +55,7 @@ def test_print_config_is_complete_yaml(capsys: pytest.CaptureFixture[str]) -> No
     assert config["data"]["class_path"].endswith("MNISTDataModule")  # the default data module
     assert config["data"]["init_args"]["batch_size"] == 64
     assert config["trainer"]["max_epochs"] == 20
-    assert config["checkpoint"]["save_last"] is True
+    assert config["checkpoint"]["filename"] == "last" and config["checkpoint"]["save_top_k"] == 1
 
 
 @pytest.mark.parametrize(

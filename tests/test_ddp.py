@@ -156,7 +156,7 @@ def test_stock_ddp_strategy_is_switched_to_find_unused_parameters(ddp_run: dict[
     rank0, rank1 = ddp_run["stock"]
     assert rank0["strategy"] == "DDPStrategy" and rank0["find_unused_parameters"] is True
     assert rank0["global_step"] == 6
-    # Parameters and optimizer states agree; stock DDP leaves BatchNorm statistics rank-local (see README).
+    # Parameters and optimizer states agree; stock DDP leaves BatchNorm statistics rank-local (see docs/multi_gpu.md).
     params = {k: v for k, v in rank0["state_dict"].items() if "running_" not in k and "num_batches" not in k}
     assert_same_tensors(params, {k: rank1["state_dict"][k] for k in params})
     assert_same_optimizers(rank0["optimizers"], rank1["optimizers"])

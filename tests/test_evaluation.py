@@ -252,7 +252,7 @@ def test_grids_go_to_wandb_and_tensorboard_only() -> None:
     wandb.log_image.assert_called_once()
     kwargs = wandb.log_image.call_args.kwargs
     assert (kwargs["key"], kwargs["step"]) == ("interference/grid", 7)
-    assert torch.equal(kwargs["images"][0], grid.mul(255).round().byte())  # wandb.Image wants 0..255
+    assert torch.equal(kwargs["images"][0], grid.mul(255).add(0.5).byte())  # 0..255, rounded as save_image
     assert not csv.method_calls
 
 

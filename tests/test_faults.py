@@ -74,7 +74,8 @@ def test_sigkill_mid_epoch_leaves_a_loadable_last_ckpt_and_fit_continues(fake_mn
     heartbeat = tmp_path / "heartbeat.txt"
     config = callbacks_config(tmp_path / "slow.yaml", _heartbeat(heartbeat, sleep_s=0.05))
     # A save after every batch (2 global steps), so the kill may land during a write too.
-    every_batch = ("--checkpoint.every_n_train_steps=2", "--checkpoint.filename=step={step:04d}")
+    every_batch = ("--checkpoint.every_n_train_steps=2", "--checkpoint.filename=step={step:04d}",
+                   "--checkpoint.save_top_k=-1", "--checkpoint.save_last=true")
     proc = _start_cli(["fit", "--config", str(config), *tiny_cli_args(fake_mnist_session_dir, tmp_path),
                        "--trainer.max_epochs=3", *every_batch], cwd=tmp_path)
     _wait_for_batches(proc, heartbeat, 7)

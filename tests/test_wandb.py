@@ -74,7 +74,7 @@ def test_resolved_config_reaches_wandb_with_linked_values(wandb_runs: list[Offli
     assert config["model"]["generator"]["init_args"]["hidden_dims"] == [16, 32]
     assert config["trainer"]["max_epochs"] == 2
     assert config["data"]["init_args"]["batch_size"] == 64  # --data takes any data module: class_path + init_args
-    assert config["checkpoint"]["save_last"] is True
+    assert config["checkpoint"]["filename"] == "last"  # the CLI's default checkpoint section
     assert config["seed_everything"] == 42
 
 
@@ -119,7 +119,10 @@ def test_wandb_images_show_the_same_pixels_as_the_png_on_disk(wandb_runs: list[O
 def test_final_checkpoint_is_an_artifact(wandb_runs: list[OfflineRun]) -> None:
     for run in wandb_runs:
         models = [name for kind, name in run.artifacts if kind == "model"]
-        assert models == [f"model-{run.run_id}"]  # save_top_k: 0 keeps only last.ckpt, logged once at the end
+        kept = sorted((run.path.parents[1] / "test" / run.run_id / "checkpoints").glob("*.ckpt"))
+        # last.ckpt and the best by val/fid/mean (2 epochs, 2 evaluations), uploaded once each at the end.
+        assert [p.name for p in kept][-1] == "last.ckpt" and len(kept) == 3, kept
+        assert models == [f"model-{run.run_id}"] * len(kept)
 
 
 def test_no_wandb_logger_means_no_wandb_files(fake_mnist_dir: Path, tmp_path: Path) -> None:

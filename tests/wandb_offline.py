@@ -6,7 +6,7 @@ tables). wandb 0.31 ships no Python reader for the ``.wandb`` file, so this modu
 LevelDB-style log (a 7-byte header, then 32 KiB blocks of chunks ``crc32 | length | type | payload``) of
 ``wandb_internal_pb2.Record`` protobufs.
 
-    python -m wandb_offline runs/mnist_wandb/wandb/offline-run-*   # prints a summary of each run
+    python tests/wandb_offline.py runs/mnist_wandb/wandb/offline-run-*   # prints a summary of each run
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
@@ -90,8 +91,10 @@ class FixedLatentCallback(Callback):
             self.latents = self.draw_latents(model)
         self._classifier(pl_module, model.num_classes)
         self.render(trainer, model, pl_module.device)
+        # Under `test` the numbers come from the test run: test/interference/acc etc. (fit / validate: as named).
+        prefix = "test/" if trainer.state.fn == TrainerFn.TESTING else ""
         for key, value in self.last_scores.items():
-            pl_module.log(key, value, on_epoch=True)
+            pl_module.log(prefix + key, value, on_epoch=True)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if due(trainer, self.every_n_epochs):

@@ -22,7 +22,8 @@ class InterferenceTest(FixedLatentCallback):
     After each validation (every ``every_n_epochs`` epochs during fit, always on validate / test) it saves the grid as
     ``<trainer.log_dir or default_root_dir>/interference/epoch_<n>.png``, logs it to the active logger (W&B image with
     ``WandbLogger``, TensorBoard image with ``TensorBoardLogger``, nothing else otherwise) and logs
-    ``interference/acc`` and ``interference/style_spread`` (see :func:`interference_scores`). A generator that ignores
+    ``interference/acc`` and ``interference/style_spread`` (see :func:`interference_scores`; under ``test``:
+    ``test/interference/...``). A generator that ignores
     its label draws the same digit across a row and scores ``1 / num_classes`` on ``interference/acc``.
 
     The latents are drawn once from ``seed`` and kept in the callback's state, so a resumed run renders the same z.

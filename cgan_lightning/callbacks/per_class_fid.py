@@ -85,6 +85,11 @@ class PerClassFID(Callback):
         self._checkpoint_epoch: int | None = None
         #: The scores of the latest evaluation, keyed as logged.
         self.last_scores: dict[str, float] = {}
+        #: ``trainer.global_step`` at the latest evaluation (``None`` before the first): tells
+        #: :class:`~cgan_lightning.callbacks.BestFIDCheckpoint` whether this validation computed the scores.
+        self.last_global_step: int | None = None
+        #: The epoch of the weights the latest evaluation scored.
+        self.last_epoch: int | None = None
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._checkpoint_epoch = checkpoint.get("epoch")
@@ -125,6 +130,8 @@ class PerClassFID(Callback):
             world_size=trainer.world_size,
         )
         self.last_scores = {f"{split}/{key}": value for key, value in scores.items()}
+        self.last_global_step = trainer.global_step
+        self.last_epoch = evaluated_epoch(trainer, self._checkpoint_epoch)
         for key, value in self.last_scores.items():
             # Already reduced across processes by the torchmetrics metrics: no further sync.
             pl_module.log(key, value, on_epoch=True)

@@ -10,12 +10,10 @@ class TorchThreads(Callback):
     """Run ``fit`` / ``validate`` / ``test`` with ``torch.set_num_threads(num_threads)``; restore the old count after.
 
     On some machines, notably when other jobs share the cores, fewer intra-op threads are faster: each small op of
-    the reference MLPs then waits for a descheduled second OpenMP thread (README, "Performance": on a busy 2-core
-    Xeon one thread trained 1.5x faster than two; on an idle 2-core EPYC two threads were 1.4x faster than one).
+    the reference MLPs then waits for a descheduled second OpenMP thread.
 
     Under DDP each process sets its own count (``num_threads`` per process). Not exact: another thread count sums
-    floats in another order, so losses and weights differ in the last bits and drift apart over a run (README,
-    "Determinism").
+    floats in another order, so losses and weights differ in the last bits and drift apart over a run.
 
     Args:
         num_threads: intra-op threads for the run (``torch.set_num_threads``); must be >= 1.

@@ -20,7 +20,8 @@ class LatentTraversal(FixedLatentCallback):
     """For each label, ``steps`` frames along the great circle between two fixed latents (one row per label).
 
     Saves ``<run dir>/traversal/epoch_<n>.png``, logs the image like :class:`InterferenceTest` and logs
-    ``traversal/acc``: the share of frames the classifier assigns to their row's label (a traversal should change
+    ``traversal/acc`` (``test/traversal/acc`` under ``test``): the share of frames the classifier assigns to their
+    row's label (a traversal should change
     the style, not the class). The endpoints are drawn once from ``seed`` (a pair per label) and kept in the
     callback's state. Under ``fast_dev_run`` the number is logged but no file is written.
 

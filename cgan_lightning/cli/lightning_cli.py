@@ -1,11 +1,12 @@
-"""The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, ``predict``,
-``sample`` (drawing digits from a checkpoint, see :mod:`cgan_lightning.cli.sample`) and ``train-classifier`` (the
-evaluation classifier for any data module, see :mod:`cgan_lightning.cli.train_classifier`).
+"""The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, and the others of
+:data:`~cgan_lightning.cli.subcommands.EXTRA_SUBCOMMANDS` (``sample``: digits from a checkpoint;
+``train-classifier``: the evaluation classifier for any data module).
 
 Example::
 
     cgan-lightning fit --config examples/mnist.yaml --data.data_dir ../shared/data --data.download false
     cgan-lightning sample --ckpt_path last.ckpt --labels 3 7 --n_per_label 16 --out grid.png --seed 0
+    cgan-lightning export --ckpt_path last.ckpt --out exported/ --data_dir ../shared/data
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from typing_extensions import override
 
+from cgan_lightning.callbacks.best_checkpoints import best_fid_checkpoint_for
+from cgan_lightning.callbacks.run_summary import RunSummary
+from cgan_lightning.cli.help_format import EPILOG, CompactHelpFormatter
+from cgan_lightning.cli.subcommands import (
+    DESCRIPTION,
+    EXTRA_SUBCOMMANDS,
+    LIGHTNING_SUBCOMMANDS,
+    load_entry_point,
+    split_subcommand,
+    top_level_help,
+    wants_top_level_help,
+)
+from cgan_lightning.cli.warnings import silence_known_noise
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
@@ -42,19 +57,35 @@ class CGANLightningCLI(LightningCLI):
       configs never repeat them.
     - Two optimizers (``model.optimizer_g``, ``model.optimizer_d``) are module arguments, hence
       ``auto_configure_optimizers=False``.
-    - A ``checkpoint`` section configures the always-present ``ModelCheckpoint`` (``last.ckpt`` plus one file
-      per epoch by default).
+    - A ``checkpoint`` section configures the always-present ``ModelCheckpoint``; by default it keeps one file,
+      ``last.ckpt``, rewritten after every epoch. With a :class:`~cgan_lightning.callbacks.PerClassFID` among the
+      callbacks, a :class:`~cgan_lightning.callbacks.BestFIDCheckpoint` also keeps the best 3 by ``val/fid/mean``.
+    - :class:`~cgan_lightning.callbacks.RunSummary` prints where the run's files are when ``fit`` ends.
+    - ``predict`` is not offered: ``cgan-lightning sample`` draws images from a checkpoint.
     - ``--trainer.strategy ddp`` (also ``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``) runs
       :class:`~cgan_lightning.strategies.gan_ddp.GANDDPStrategy`, DDP that syncs only the network each backward trains.
     """
 
+    @staticmethod
+    @override
+    def subcommands() -> dict[str, set[str]]:
+        # LightningCLI's table without `predict` (nothing to predict from: `sample` draws images).
+        return {name: keys for name, keys in LightningCLI.subcommands().items() if name in LIGHTNING_SUBCOMMANDS}
+
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         strategy = self._get(self.config_init, "trainer", default={}).get("strategy")
         if strategy is not None and "strategy" not in kwargs and gan_strategy_name(strategy) != strategy:
             kwargs["strategy"] = gan_strategy_name(strategy)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        best = best_fid_checkpoint_for(trainer)
+        if best is not None:
+            trainer.callbacks.append(best)  # after the other callbacks, as Lightning orders checkpoint callbacks
+        if not any(isinstance(callback, RunSummary) for callback in trainer.callbacks):
+            trainer.callbacks.append(RunSummary())
+        return trainer
 
-    def before_fit(self) -> None:
+    def before_fit(self) -> None:  # LightningCLI calls before_<subcommand> / after_<subcommand> if defined
         # Checkpoints written by this run are crash-safe (temp file + rename) unless a custom CheckpointIO is set.
         use_atomic_checkpoint_io(self.trainer)
 
@@ -62,6 +93,7 @@ class CGANLightningCLI(LightningCLI):
         # End the W&B run now, so that a second fit in this process starts a new one instead of appending to it.
         finish_wandb_runs(self.trainer)
 
+    @override
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
         # LightningCLI reads --ckpt_path's hyperparameters right after parsing (they replace the model section):
@@ -73,6 +105,7 @@ class CGANLightningCLI(LightningCLI):
             verify_checkpoint_file(ckpt_path)
             peek_lightning_checkpoint(ckpt_path)  # a bare state_dict would fail with a KeyError traceback
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
@@ -89,12 +122,21 @@ class CGANLightningCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        group = getattr(parser, "groups", {}).get("checkpoint")
+        if group is not None:  # the class docstring's first lines would be the title otherwise
+            group.title = "ModelCheckpoint writing last.ckpt after every epoch (best-by-FID files: BestFIDCheckpoint)"
         parser.set_defaults(
             {
-                "checkpoint.filename": "epoch={epoch:03d}",
+                # One file, rewritten after every epoch: the newest state is the top-1 of an unmonitored
+                # checkpoint. (Lightning 2.6's save_last writes last.ckpt only along with a top-k file, and
+                # with save_top_k=0 only when training ends.) Best-by-FID files: BestFIDCheckpoint.
+                "checkpoint.filename": "last",
                 "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.save_last": True,
-                "checkpoint.save_top_k": -1,
+                "checkpoint.save_last": False,
+                "checkpoint.save_top_k": 1,
+                # last.ckpt is replaced, never joined by a last-v1.ckpt (e.g. when a run resumes from a last.ckpt
+                # that SaveOnInterrupt wrote before this callback had saved anything).
+                "checkpoint.enable_version_counter": False,
                 # None, not 1: Lightning then saves every epoch, or only every N steps when
                 # --checkpoint.every_n_train_steps N is given (an explicit 1 would make that an error).
                 "checkpoint.every_n_epochs": None,
@@ -104,6 +146,11 @@ class CGANLightningCLI(LightningCLI):
 
 def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
     """Parse ``args`` (``None``: ``sys.argv[1:]``), build the model, data and trainer, and run the subcommand."""
+    parser_kwargs: dict[str, Any] = {"prog": "cgan-lightning", "description": DESCRIPTION,
+                                     "formatter_class": CompactHelpFormatter}
+    for name, text in LIGHTNING_SUBCOMMANDS.items():
+        parser_kwargs[name] = {"description": f"cgan-lightning {name}: {text}", "epilog": EPILOG,
+                               "formatter_class": CompactHelpFormatter}
     return CGANLightningCLI(
         ConditionalGAN,
         LightningDataModule,
@@ -113,6 +160,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         save_config_callback=WandbSaveConfigCallback,
+        parser_kwargs=parser_kwargs,
     )
 
 
@@ -140,15 +188,15 @@ def main(args: ArgsType = None) -> None:
     not finish).
     """
     argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, list | tuple) and argv and argv[0] == "sample":
-        from cgan_lightning.cli.sample import main as sample_main
-
-        sample_main(list(argv[1:]))
-        return
-    if isinstance(argv, list | tuple) and argv and argv[0] == "train-classifier":
-        from cgan_lightning.cli.train_classifier import main as train_classifier_main
-
-        return train_classifier_main(list(argv[1:]))
+    silence_known_noise()
+    if isinstance(argv, list | tuple):
+        if wants_top_level_help(argv):
+            print(top_level_help())
+            raise SystemExit(0 if argv else 2)  # no subcommand at all is a usage error
+        name, rest = split_subcommand(argv)
+        if name in EXTRA_SUBCOMMANDS:
+            load_entry_point(EXTRA_SUBCOMMANDS[name][0])(rest)
+            return
     try:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here

@@ -4,6 +4,7 @@ Examples::
 
     cgan-lightning sample --ckpt_path last.ckpt --labels 3 7 --n_per_label 16 --out grid.png --seed 0
     cgan-lightning sample --ckpt_path last.ckpt --labels all --n_per_label 100 --out samples.pt --ema
+    cgan-lightning sample --pretrained exported/ --labels all --n_per_label 8 --out grid.png --seed 0
 
 A ``.png`` output is a grid with one row per label (in the order given) and ``n_per_label`` columns; a ``.pt``
 output is a ``torch.save``'d dict with ``images`` (float ``[N, C, H, W]`` in ``[-1, 1]``) and ``labels`` (int64
@@ -18,7 +19,7 @@ import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 from torchvision.utils import save_image
@@ -50,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cgan-lightning sample``."""
     parser = _OneLineParser(prog=PROG, description="Draw digits of chosen labels from a cgan-lightning checkpoint.",
                             allow_abbrev=False)
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `cgan-lightning fit`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="checkpoint written by `cgan-lightning fit`")
+    source.add_argument("--pretrained", metavar="DIR_OR_REPO",
+                        help="a folder written by `cgan-lightning export` (or a Hugging Face Hub repo id)")
     parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL",
                         help="class names or ids, e.g. `cat dog` or `3 7` (one grid row each, in this order), "
                              "or `all`")
@@ -127,16 +131,28 @@ def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = Fal
     return model.eval()
 
 
+def load_pretrained(source: str, device: str = "cpu") -> Any:
+    """Load a :class:`~cgan_lightning.hub.PretrainedGenerator`, turning every failure into a :class:`SampleError`."""
+    from cgan_lightning.hub.pretrained import PretrainedGenerator
+
+    try:
+        return PretrainedGenerator.from_pretrained(source, map_location=device)
+    except (FileNotFoundError, ValueError) as error:
+        raise SampleError(_first_line(error)) from None
+
+
 def draw(model: ConditionalGAN, labels: Sequence[int], n_per_label: int, seed: int | None = None,
          ema: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``[len(labels) * n_per_label, C, H, W]`` (label-major order) and their labels, on the CPU."""
     if n_per_label <= 0:
         raise SampleError(f"--n_per_label must be a positive integer, got {n_per_label}", 2)
-    if ema and model.generator_ema is None:
+    if ema and getattr(model, "generator_ema", None) is None:
         raise SampleError("--ema: this checkpoint has no EMA weights (it was trained without --model.ema_decay)")
     label_tensor = torch.tensor(labels, dtype=torch.long).repeat_interleave(n_per_label)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    images = model.sample(label_tensor, generator=generator, ema=ema)
+    # An exported generator (PretrainedGenerator) has no ema switch: it holds the weights it was exported with.
+    options = {"ema": ema} if hasattr(model, "generator_ema") else {}
+    images = model.sample(label_tensor, generator=generator, **options)
     return images.cpu(), label_tensor
 
 
@@ -169,12 +185,19 @@ def run(argv: Sequence[str]) -> str:
         raise SampleError(f"--n_per_label must be a positive integer, got {args.n_per_label}", 2)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SampleError(f"--device {args.device}: CUDA is not available here; use --device cpu", 2)
-    model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
-    labels = parse_labels(args.labels, model.num_classes, model.class_names)
+    if args.pretrained is not None:
+        if args.ema:
+            raise SampleError("--ema applies to --ckpt_path: an exported generator holds one set of weights "
+                              "(its EMA when the run kept one)", 2)
+        model = load_pretrained(args.pretrained, args.device)
+    else:
+        model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
+    names = list(getattr(model, "class_names", None) or [str(k) for k in range(model.num_classes)])
+    labels = parse_labels(args.labels, model.num_classes, names)
     images, label_tensor = draw(model, labels, args.n_per_label, args.seed, ema=args.ema)
     write_output(images, label_tensor, args.out, args.n_per_label)
-    weights = "EMA" if args.ema else "raw"
-    shown = " ".join(str(k) if model.class_names[k] == str(k) else f"{k}={model.class_names[k]}" for k in labels)
+    weights = "exported" if args.pretrained is not None else "EMA" if args.ema else "raw"
+    shown = " ".join(str(k) if names[k] == str(k) else f"{k}={names[k]}" for k in labels)
     return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {shown}, "
             f"{weights} generator weights) to {args.out}")
 
@@ -188,4 +211,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(error.exit_code) from None
 
 
-__all__ = ["SampleError", "build_parser", "draw", "load_generator", "main", "parse_labels", "run", "write_output"]
+__all__ = ["SampleError", "build_parser", "draw", "load_generator", "load_pretrained", "main", "parse_labels", "run",
+           "write_output"]

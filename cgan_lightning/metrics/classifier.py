@@ -31,8 +31,8 @@ class ImageClassifier(nn.Module):
     """Three conv blocks and two linear layers; about 100k parameters and 2M multiply-adds per 28x28 image.
 
     ``conv5x5(16) -> pool -> conv3x3(32) -> pool -> conv3x3(64) -> pool -> linear(feature_dim) -> linear(classes)``
-    with batch norm and ReLU after each conv. Kept small because it runs on every generated image: 10k images take
-    about 3 s of CPU time (with batch norm folded into the convs, see :meth:`fuse_batch_norm`).
+    with batch norm and ReLU after each conv. Kept small because it runs on every generated image (with batch norm
+    folded into the convs, see :meth:`fuse_batch_norm`).
 
     Args:
         num_classes: number of outputs.

@@ -54,8 +54,12 @@ def evaluate_generator(
         model: offers the :class:`~cgan_lightning.metrics.ConditionalSampler` protocol; evaluated on its device.
         datamodule: real images come from its ``val_dataloader()`` (``setup("validate")`` is called first).
         real_batches: alternatively, an iterable of ``(images in [-1, 1], labels)`` batches.
-        samples_per_class, seed, batch_size, feature, feature_weights, classifier: as in
-            :class:`~cgan_lightning.callbacks.PerClassFID`.
+        samples_per_class: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
+        seed: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
+        batch_size: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
+        feature: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
+        feature_weights: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
+        classifier: as in :class:`~cgan_lightning.callbacks.PerClassFID`.
         n_styles: latents of the interference grid (seeded by ``seed``, as ``InterferenceTest(seed=seed)``).
         traversal_steps: frames per traversal row (seeded by ``seed``, as ``LatentTraversal(seed=seed)``).
         output_dir: when given, ``interference.png`` and ``traversal.png`` are written there.

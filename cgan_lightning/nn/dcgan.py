@@ -201,11 +201,15 @@ class ACGANDiscriminator(DCGANDiscriminator):
     the returned loss to D's loss on real pairs and to G's loss on generated pairs.
 
     Args:
-        num_classes, image_shape, base_channels, spectral_norm, batch_norm, negative_slope: as in
-            :class:`DCGANDiscriminator`.
+        num_classes: as in :class:`DCGANDiscriminator`.
+        image_shape: as in :class:`DCGANDiscriminator`.
+        base_channels: as in :class:`DCGANDiscriminator`.
         conditioning: ``none`` (the original AC-GAN: the adversarial logit ignores the label), ``concat`` or
             ``projection`` (the head is added to a conditional discriminator).
         aux_weight: weight of the classification loss.
+        spectral_norm: as in :class:`DCGANDiscriminator`.
+        batch_norm: as in :class:`DCGANDiscriminator`.
+        negative_slope: as in :class:`DCGANDiscriminator`.
     """
 
     conditionings = ("concat", "projection", "none")

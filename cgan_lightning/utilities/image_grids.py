@@ -56,8 +56,8 @@ def save_png(grid: Tensor, path: Path, caption: str | None = None) -> Path:
     info = PngInfo()
     if caption is not None:
         info.add_text("Description", caption)
-    # Rounded as log_grid rounds for W&B, so the PNG and the logged image hold the same pixels.
-    pixels = grid.detach().float().mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+    # Rounded as save_image and log_grid round (x * 255 + 0.5, truncated): the PNG and the W&B image match.
+    pixels = grid.detach().float().mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
     Image.fromarray(pixels).save(path, format="png", pnginfo=info)
     return path
 
@@ -74,9 +74,10 @@ def log_grid(loggers: list[Any], tag: str, grid: Tensor, step: int, caption: str
     """Send ``grid`` to each logger that shows images: W&B (``wandb.Image``, with ``caption``) and TensorBoard."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            # wandb.Image casts tensor values straight to uint8 (it expects 0..255): scale the [0, 1] grid first.
+            # wandb.Image casts tensor values straight to uint8 (it expects 0..255): scale the [0, 1] grid first,
+            # rounding as torchvision's save_image does (x * 255 + 0.5, truncated), so both show the same pixels.
             extra = {"caption": [caption]} if caption is not None else {}
-            logger.log_image(key=tag, images=[grid.mul(255).round().clamp(0, 255).byte()], step=step, **extra)
+            logger.log_image(key=tag, images=[grid.mul(255).add(0.5).clamp(0, 255).byte()], step=step, **extra)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(tag, grid, global_step=step)
 
