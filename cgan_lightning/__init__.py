@@ -1,18 +1,10 @@
 """cgan-lightning: class-conditional GANs on PyTorch Lightning."""
 
 from cgan_lightning.callbacks import InterferenceTest, LatentTraversal, PerClassFID, SaveOnInterrupt, TorchThreads
-from cgan_lightning.data import (
-    CorruptDataError,
-    DataNotFoundError,
-    ImageFolderDataModule,
-    InMemoryBatches,
-    MNISTDataModule,
-    TorchvisionDataModule,
-)
+from cgan_lightning.data import CorruptDataError, DataNotFoundError, InMemoryBatches, MNISTDataModule
 from cgan_lightning.losses import LOSSES, AdversarialLoss, get_loss
 from cgan_lightning.metrics import (
     ConditionalSampler,
-    ImageClassifier,
     MNISTClassifier,
     PerClassEvaluator,
     evaluate_generator,
@@ -53,8 +45,6 @@ __all__ = [
     "FiLM2d",
     "GANDDPStrategy",
     "GeneratorEMA",
-    "ImageClassifier",
-    "ImageFolderDataModule",
     "InMemoryBatches",
     "InterferenceTest",
     "LatentTraversal",
@@ -67,7 +57,6 @@ __all__ = [
     "PerClassFID",
     "SaveOnInterrupt",
     "TorchThreads",
-    "TorchvisionDataModule",
     "evaluate_generator",
     "get_loss",
     "load_classifier",

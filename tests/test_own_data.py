@@ -12,9 +12,10 @@ from lightning.pytorch import Trainer
 from own_data_helpers import DIGIT_NAMES, RGB_CLASSES, write_cifar10, write_cifar100, write_digit_tree, write_rgb_tree
 from PIL import Image
 
-from cgan_lightning import ConditionalGAN, ImageFolderDataModule, TorchvisionDataModule
+from cgan_lightning import ConditionalGAN
 from cgan_lightning.cli.lightning_cli import main
 from cgan_lightning.cli.sample import parse_labels
+from cgan_lightning.data import ImageFolderDataModule, TorchvisionDataModule
 from cgan_lightning.data.image_folder import stratified_split
 from cgan_lightning.metrics import PerClassEvaluator, evaluate_generator, load_classifier, per_class_table
 from cgan_lightning.metrics.classifier import ImageClassifier, save_classifier
