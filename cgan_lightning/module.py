@@ -135,6 +135,8 @@ class ConditionalGAN(LightningModule):
         lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off), see
             :func:`cgan_lightning.losses.lecam_penalty`.
         lecam_decay: decay of LeCam's moving averages of D's outputs.
+        class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
+            captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
 
     Discriminator hooks: the loss's ``penalty`` (WGAN-GP) and R1 are added to D's loss; a discriminator that
     defines ``logits_and_aux_loss(images, labels) -> (logits, aux_loss | None)`` (the AC-GAN head of
@@ -164,6 +166,7 @@ class ConditionalGAN(LightningModule):
         ada_kimg: float = 100.0,
         lecam_weight: float = 0.0,
         lecam_decay: float = 0.99,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
@@ -183,6 +186,10 @@ class ConditionalGAN(LightningModule):
         image_shape = tuple(int(v) for v in image_shape)
         if len(image_shape) != 3 or min(image_shape) <= 0:
             raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape}")
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != num_classes or len(set(class_names)) != num_classes:
+                raise ValueError(f"class_names must be {num_classes} distinct names (one per label), got {class_names}")
         # Callables become plain class-config dicts before save_hyperparameters records them (no pickled code in
         # checkpoints); dicts (from load_from_checkpoint) become factories again.
         generator_factory = from_class_config(generator, "generator")
@@ -194,11 +201,13 @@ class ConditionalGAN(LightningModule):
         self.save_hyperparameters()
         # The CLI links these from the data module after parsing; record the values actually used so that
         # load_from_checkpoint rebuilds the same networks.
-        self.hparams.update(num_classes=num_classes, image_shape=list(image_shape), latent_dim=latent_dim)
+        self.hparams.update(num_classes=num_classes, image_shape=list(image_shape), latent_dim=latent_dim,
+                            class_names=class_names)
         self.automatic_optimization = False
         self.num_classes = num_classes
         self.image_shape: ImageShape = image_shape  # type: ignore[assignment]
         self.latent_dim = latent_dim
+        self.class_names: list[str] = class_names or [str(k) for k in range(num_classes)]
         self.d_steps_per_g_step = d_steps_per_g_step
         self.check_finite = check_finite
         self.adversarial_loss = get_loss(loss)

@@ -41,6 +41,6 @@ def test_fit_then_validate_on_the_checkpoint_prints_the_per_class_table(
 
     main(["validate", "--config", str(path), "--ckpt_path", str(version / "checkpoints" / "last.ckpt")])
     out = capsys.readouterr().out
-    assert "Per-class FID and generated-digit accuracy" in out
+    assert "Per-class FID and generated-image accuracy" in out
     assert all(f"\n{k:>7} " in out for k in range(10)) and "overall" in out
     assert "interference/acc" in out  # Lightning's own results table lists what the callbacks logged

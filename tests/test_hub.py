@@ -84,7 +84,7 @@ def test_raw_export_and_model_without_ema(tmp_path: Path) -> None:
 
 def test_class_names_from_the_model_reach_config_and_labels(tmp_path: Path) -> None:
     model = _tiny_gan()
-    model.hparams["class_names"] = [f"digit {k}" for k in range(10)]
+    model.class_names = [f"digit {k}" for k in range(10)]  # as ConditionalGAN(class_names=...) sets it
     export_generator(model, tmp_path / "named")
     g = PretrainedGenerator.from_pretrained(tmp_path / "named")
     assert g.class_names[3] == "digit 3" and g.label_ids(["digit 7", 2]) == [7, 2]

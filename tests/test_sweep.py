@@ -130,5 +130,5 @@ def test_every_parameter_set_runs_one_fit_offline(sweep: dict[str, Any], fake_mn
         assert model["ema_decay"] == params["model.ema_decay"] and model["loss"] == params["model.loss"]
         assert model["generator"]["init_args"]["base_channels"] == params["model.generator.init_args.base_channels"]
         assert model["optimizer_g"]["init_args"]["lr"] == pytest.approx(params["model.optimizer_g.init_args.lr"])
-        assert run.config["data"]["batch_size"] == params["data.batch_size"]
+        assert run.config["data"]["init_args"]["batch_size"] == params["data.batch_size"]
         assert run.config["trainer"]["max_epochs"] == 1

@@ -70,9 +70,10 @@ def test_resolved_config_reaches_wandb_with_linked_values(wandb_runs: list[Offli
     config = wandb_runs[0].config
     assert config["model"]["num_classes"] == 10  # linked from the data module, absent from the parsed config
     assert config["model"]["image_shape"] == [1, 28, 28]
+    assert config["model"]["class_names"] == [str(k) for k in range(10)]  # linked too
     assert config["model"]["generator"]["init_args"]["hidden_dims"] == [16, 32]
     assert config["trainer"]["max_epochs"] == 2
-    assert config["data"]["batch_size"] == 64
+    assert config["data"]["init_args"]["batch_size"] == 64  # --data takes any data module: class_path + init_args
     assert config["checkpoint"]["filename"] == "last"  # the CLI's default checkpoint section
     assert config["seed_everything"] == 42
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from cgan_lightning.callbacks.schedule import check_every_n_epochs, due, evaluated_epoch, nan_scores_or_raise
+from cgan_lightning.metrics.classifier import check_classifier_matches
 from cgan_lightning.metrics.features import ClassifierFeatures
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.sample_checks import BadSamplesError
@@ -28,7 +29,8 @@ class FixedLatentCallback(Callback):
     Args:
         seed: seed of the latents.
         every_n_epochs: render after every n-th training epoch (and after the last, and on validate / test).
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     #: The keys ``render`` logs (logged as ``nan`` when the samples cannot be scored during fit).
@@ -87,10 +89,10 @@ class FixedLatentCallback(Callback):
 
     def _classifier(self, pl_module: LightningModule, num_classes: int) -> ClassifierFeatures:
         if self.classifier is None:
-            self.classifier = ClassifierFeatures(self.classifier_path)
-            if self.classifier.num_classes != num_classes:
-                raise ValueError(f"the classifier predicts {self.classifier.num_classes} classes but the model has "
-                                 f"{num_classes} labels; pass classifier=<weights trained on this dataset>")
+            classifier = ClassifierFeatures(self.classifier_path)
+            check_classifier_matches(classifier, num_classes, getattr(pl_module, "image_shape", None),
+                                     getattr(pl_module, "class_names", None))
+            self.classifier = classifier
         return self.classifier.to(pl_module.device)
 
     def _maybe_render(self, trainer: Trainer, pl_module: LightningModule) -> None:

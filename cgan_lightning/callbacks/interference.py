@@ -11,9 +11,10 @@ from torch import Tensor
 from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.interference import interference_images, interference_scores
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.report import class_names
 from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.utilities.argument_checks import check_int
-from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.image_grids import grid_caption, image_grid, publish_grid
 from cgan_lightning.utilities.lightning_internals import callback_state_key
 
 
@@ -34,7 +35,8 @@ class InterferenceTest(FixedLatentCallback):
         n_styles: latents (rows); at least 2.
         seed: seed of the latents.
         every_n_epochs: render after every n-th training epoch.
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     def __init__(self, n_styles: int = 8, seed: int = 0, every_n_epochs: int = 1,
@@ -61,4 +63,5 @@ class InterferenceTest(FixedLatentCallback):
         feats, logits = self.classifier.features_and_logits(images)
         self.last_scores = interference_scores(feats, logits.argmax(1), len(self.latents), model.num_classes)
         self.last_grid = image_grid(images, columns=model.num_classes)
-        self.last_png = publish_grid(trainer, "interference", self.last_grid, self.epoch(trainer))
+        caption = grid_caption("one latent z each", "classes", class_names(model))
+        self.last_png = publish_grid(trainer, "interference", self.last_grid, self.epoch(trainer), caption)

@@ -58,7 +58,8 @@ class PerClassFID(Callback):
             (torchmetrics' InceptionV3; needs ``pip install 'cgan-lightning[inception]'`` and local weights) or an
             ``nn.Module`` mapping images in ``[-1, 1]`` to ``[B, D]`` features.
         feature_weights: path to InceptionV3's ``weights-inception-2015-12-05-6726825d.pth`` for ``"inception"``.
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     def __init__(
@@ -133,7 +134,8 @@ class PerClassFID(Callback):
         model = check_sampler(pl_module)
         fast = is_fast_dev_run(trainer)
         if self.evaluator is None:
-            self.evaluator = PerClassEvaluator(model.num_classes, self.feature, self.feature_weights, self.classifier)
+            self.evaluator = PerClassEvaluator(model.num_classes, self.feature, self.feature_weights, self.classifier,
+                                               getattr(model, "image_shape", None), getattr(model, "class_names", None))
         self.evaluator.to(pl_module.device)
         if self._real_split != split:
             if self.evaluator.has_real:
@@ -180,10 +182,11 @@ class PerClassFID(Callback):
         self._table_due = None
         prefix = f"{split}/"
         scores = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith(prefix)}
-        _print_table({**scores, **self.last_scores}, prefix, epoch)
+        _print_table({**scores, **self.last_scores}, prefix, epoch,
+                     getattr(trainer.lightning_module, "class_names", None))
 
 
 @rank_zero_only
-def _print_table(scores: dict[str, Any], prefix: str, epoch: int) -> None:
-    print(f"\nPer-class FID and generated-digit accuracy (epoch {epoch}):\n{per_class_table(scores, prefix)}\n",
-          flush=True)
+def _print_table(scores: dict[str, Any], prefix: str, epoch: int, class_names: list[str] | None) -> None:
+    table = per_class_table(scores, prefix, class_names)
+    print(f"\nPer-class FID and generated-image accuracy (epoch {epoch}):\n{table}\n", flush=True)

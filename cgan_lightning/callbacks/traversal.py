@@ -10,10 +10,11 @@ from torch import Tensor
 
 from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.report import class_names
 from cgan_lightning.metrics.sampling import seeded_normal
 from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
 from cgan_lightning.utilities.argument_checks import check_int
-from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.image_grids import grid_caption, image_grid, publish_grid
 from cgan_lightning.utilities.lightning_internals import callback_state_key
 
 
@@ -30,7 +31,8 @@ class LatentTraversal(FixedLatentCallback):
         steps: frames per row, both endpoints included (>= 2).
         seed: seed of the endpoints.
         every_n_epochs: render after every n-th training epoch.
-        classifier: weights of the judging classifier (``None``: the shipped MNIST classifier).
+        classifier: weights of the judging classifier from ``cgan-lightning train-classifier`` (``None``:
+            the shipped MNIST classifier); its classes and image shape must match the model's.
     """
 
     def __init__(self, steps: int = 8, seed: int = 0, every_n_epochs: int = 1,
@@ -57,4 +59,5 @@ class LatentTraversal(FixedLatentCallback):
         _, logits = self.classifier.features_and_logits(images)
         self.last_scores = traversal_scores(logits.argmax(1), model.num_classes, self.steps)
         self.last_grid = image_grid(images, columns=self.steps)
-        self.last_png = publish_grid(trainer, "traversal", self.last_grid, self.epoch(trainer))
+        caption = grid_caption("classes", f"{self.steps} frames from z_a to z_b", class_names(model))
+        self.last_png = publish_grid(trainer, "traversal", self.last_grid, self.epoch(trainer), caption)

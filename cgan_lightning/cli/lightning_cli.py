@@ -1,5 +1,6 @@
 """The ``cgan-lightning`` command: LightningCLI subcommands ``fit``, ``validate``, ``test``, and the others of
-:data:`~cgan_lightning.cli.subcommands.EXTRA_SUBCOMMANDS` (``sample``: digits from a checkpoint).
+:data:`~cgan_lightning.cli.subcommands.EXTRA_SUBCOMMANDS` (``sample``: digits from a checkpoint;
+``train-classifier``: the evaluation classifier for any data module).
 
 Example::
 
@@ -16,7 +17,7 @@ import signal
 import sys
 from typing import Any
 
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -37,7 +38,6 @@ from cgan_lightning.cli.subcommands import (
     wants_top_level_help,
 )
 from cgan_lightning.cli.warnings import silence_known_noise
-from cgan_lightning.data.mnist import MNISTDataModule
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.nn.build import is_out_of_memory
@@ -46,6 +46,11 @@ from cgan_lightning.strategies.gan_ddp import gan_strategy_name
 from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
 
 _REFERENCE_ADAM = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "betas": [0.5, 0.999]}}
+
+
+def _class_names(data: Any) -> list[str] | None:
+    names = getattr(data, "class_names", None)
+    return [str(name) for name in names] if names is not None else None
 
 
 class CGANLightningCLI(LightningCLI):
@@ -112,6 +117,10 @@ class CGANLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_shape", "model.image_shape", apply_on="instantiate")
+        # A data module of one's own without class_names gets the ids.
+        parser.link_arguments("data", "model.class_names", compute_fn=_class_names, apply_on="instantiate")
+        # Any data module (--data.class_path ...); MNIST when none is named, so MNIST configs need no class_path.
+        parser.set_defaults({"data": {"class_path": "cgan_lightning.data.MNISTDataModule"}})
         parser.set_defaults(
             {
                 "model.generator": {"class_path": "cgan_lightning.nn.mlp.MLPGenerator"},
@@ -154,7 +163,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> CGANLightningCLI:
                                "formatter_class": CompactHelpFormatter}
     return CGANLightningCLI(
         ConditionalGAN,
-        MNISTDataModule,
+        LightningDataModule,
+        subclass_mode_data=True,
         args=args,
         run=run,
         auto_configure_optimizers=False,
@@ -173,6 +183,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, N
 
 
 def _one_line(error: BaseException) -> str:
+    # jsonargparse wraps a data module's __init__ error (--data in subclass mode) in "Does not validate against any
+    # of the Union subtypes ..."; the user needs the error itself.
+    while isinstance(error.__cause__, USER_ERRORS) and str(error).startswith("Does not validate against any"):
+        error = error.__cause__
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 

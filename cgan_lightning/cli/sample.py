@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pretrained", metavar="DIR_OR_REPO",
                         help="a folder written by `cgan-lightning export` (or a Hugging Face Hub repo id)")
     parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL",
-                        help="class ids, e.g. `3 7` (one grid row each, in this order), or `all`")
+                        help="class names or ids, e.g. `cat dog` or `3 7` (one grid row each, in this order), "
+                             "or `all`")
     parser.add_argument("--n_per_label", type=int, default=16, help="samples per label (default: 16)")
     parser.add_argument("--out", required=True, help="output file: .png (a grid) or .pt (images and labels)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the latents; same seed, same images")
@@ -75,23 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_labels(tokens: Sequence[str], num_classes: int) -> list[int]:
-    """``["3", "7"]`` -> ``[3, 7]``; ``["all"]`` -> ``[0, ..., num_classes - 1]``.
+def parse_labels(tokens: Sequence[str], num_classes: int, class_names: Sequence[str] | None = None) -> list[int]:
+    """``["3", "7"]`` -> ``[3, 7]``; ``["cat"]`` -> the id of class ``cat``; ``["all"]`` -> every label in order.
+
+    A token that is one of ``class_names`` means that class (even when it is also a number: folders named ``1``,
+    ``10``, ``2`` get ids 0, 1, 2); any other token must be a class id.
 
     Raises:
-        SampleError: a token that is not an integer, a label outside ``[0, num_classes)``, or ``all`` mixed
-            with other labels.
+        SampleError: a token that is neither a class name nor an integer, a label outside ``[0, num_classes)``, or
+            ``all`` mixed with other labels.
     """
     if any(t.lower() == "all" for t in tokens):
         if len(tokens) != 1:
             raise SampleError(f"--labels: `all` cannot be combined with other labels, got {' '.join(tokens)}", 2)
         return list(range(num_classes))
+    names = {str(name): k for k, name in enumerate(class_names or [])}
     labels = []
     for token in tokens:
+        if token in names:
+            labels.append(names[token])
+            continue
         try:
             labels.append(int(token))
         except ValueError:
-            raise SampleError(f"--labels: {token!r} is not a label; expected integers in "
+            known = f"a class name ({', '.join(names)}), " if names else ""
+            raise SampleError(f"--labels: {token!r} is not a label; expected {known}integers in "
                               f"[0, {num_classes - 1}] or `all`", 2) from None
     bad = [v for v in labels if not 0 <= v < num_classes]
     if bad:
@@ -208,16 +217,15 @@ def run(argv: Sequence[str]) -> str:
             raise SampleError("--ema applies to --ckpt_path: an exported generator holds one set of weights "
                               "(its EMA when the run kept one)", 2)
         model = load_pretrained(args.pretrained, args.device)
-        tokens = args.labels if [t.lower() for t in args.labels] == ["all"] else [
-            str(model.class_names.index(t)) if t in model.class_names else t for t in args.labels]
-        labels = parse_labels(tokens, model.num_classes)
     else:
         model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
-        labels = parse_labels(args.labels, model.num_classes)
+    names = list(getattr(model, "class_names", None) or [str(k) for k in range(model.num_classes)])
+    labels = parse_labels(args.labels, model.num_classes, names)
     images, label_tensor = draw(model, labels, args.n_per_label, args.seed, ema=args.ema)
     write_output(images, label_tensor, args.out, args.n_per_label)
     weights = "exported" if args.pretrained is not None else "EMA" if args.ema else "raw"
-    return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {' '.join(map(str, labels))}, "
+    shown = " ".join(str(k) if names[k] == str(k) else f"{k}={names[k]}" for k in labels)
+    return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {shown}, "
             f"{weights} generator weights) to {args.out}")
 
 

@@ -27,6 +27,8 @@ LIGHTNING_SUBCOMMANDS: dict[str, str] = {
 EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("cgan_lightning.cli.sample:main", "draw digits of chosen labels from a checkpoint into a PNG or .pt"),
     "export": ("cgan_lightning.cli.export:main", "save the generator alone (safetensors + config + model card)"),
+    "train-classifier": ("cgan_lightning.cli.train_classifier:main",
+                         "train the evaluation classifier on any data module (--data as for fit)"),
 }
 
 

@@ -1,8 +1,7 @@
 """MNIST-family data served from memory as shuffled, normalized batches.
 
-torchvision reads each split once into a uint8 tensor; :class:`InMemoryBatches` then serves batches by
-indexing that tensor, so there is no per-image PIL transform (the reference loop spends about a third of
-its time there).
+torchvision reads each split once into a uint8 tensor; :class:`~cgan_lightning.data.in_memory.InMemoryBatches`
+then serves batches by indexing that tensor (the shared fast path of :mod:`cgan_lightning.data.in_memory`).
 """
 
 from __future__ import annotations
@@ -13,16 +12,14 @@ import os
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torchvision import datasets
 from typing_extensions import override
 
+from cgan_lightning.data.in_memory import InMemoryBatches, InMemoryDataModule, SplitName, normalize
 from cgan_lightning.utilities.argument_checks import check_int
 
 DatasetName = Literal["mnist", "fashion_mnist", "kmnist"]
@@ -82,151 +79,7 @@ def check_idx_file(path: Path) -> tuple[int, ...]:
     return dims
 
 
-def normalize(images: Tensor) -> Tensor:
-    """uint8 ``[B, H, W]`` or ``[B, C, H, W]`` in 0..255 -> float ``[B, C, H, W]`` in ``[-1, 1]``.
-
-    Same values as the reference's ``ToTensor()`` then ``Normalize([0.5], [0.5])``.
-    """
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    return images.float().div_(127.5).sub_(1.0)
-
-
-class InMemoryBatches:
-    """Iterates ``(images, labels)`` batches from in-memory tensors.
-
-    Each epoch draws a fresh permutation from ``seed + epoch`` (so runs are reproducible and every epoch is
-    shuffled differently), keeps this rank's shard of it and yields normalized float images ``[B, C, H, W]``
-    with int64 labels ``[B]``. The shard is ``rank::world_size`` of the permutation cut to a multiple of
-    ``world_size`` (as ``DistributedSampler(drop_last=True)``): no sample is served twice in an epoch, and the
-    at most ``world_size - 1`` samples left out change every epoch.
-
-    It is stateful in Lightning's sense (``state_dict``/``load_state_dict``): the fit loop saves the epoch and
-    the number of batches served in checkpoints, so resuming from a mid-epoch checkpoint continues with the
-    next batch of the same permutation instead of restarting the epoch.
-
-    Batches are indexed where ``images`` live: tensors already on a GPU give batches on that GPU with no
-    host-to-device copy per step (only the epoch's permutation, drawn on the CPU, is copied once per epoch).
-
-    Args:
-        images: uint8 images ``[N, H, W]`` or ``[N, C, H, W]`` (on any device; ``labels`` on the same one).
-        labels: int64 labels ``[N]``.
-        batch_size: images per batch.
-        shuffle: draw a new permutation each epoch; otherwise keep the stored order.
-        drop_last: skip the final, smaller batch.
-        seed: base seed of the shuffling.
-        rank: this process's index among ``world_size`` data-parallel processes.
-        world_size: number of data-parallel processes; each sees ``1 / world_size`` of every epoch.
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        batch_size: int,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        check_int(batch_size, "batch_size")
-        self.images = images
-        self.labels = labels
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if len(labels) < world_size:
-            raise ValueError(f"{len(labels)} samples can't be shared among {world_size} processes: each needs one")
-        self.world_size = world_size
-        self.epoch = 0
-        self._position = 0  # batches served in the current epoch
-        self._resume_at: tuple[int, int] | None = None  # (epoch, position) from load_state_dict
-
-    @property
-    def sampler(self) -> InMemoryBatches:
-        # Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start (also after a resume).
-        return self
-
-    #: No torch BatchSampler: batches are sliced here (Lightning inspects this attribute).
-    batch_sampler = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the permutation of ``epoch`` (Lightning calls this at each epoch start)."""
-        self.epoch = epoch
-        self._position = 0
-
-    def state_dict(self) -> dict[str, int]:
-        """The epoch, how many of its batches were served, and the batching that defines them (Lightning stores
-        this in checkpoints)."""
-        return {"epoch": self.epoch, "position": self._position, "batch_size": self.batch_size,
-                "batches": len(self), "world_size": self.world_size}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Continue after the saved batch when the next iteration is over the saved epoch.
-
-        Lightning restores the state before calling :meth:`set_epoch`: for an end-of-epoch checkpoint the
-        epoch then moves on and the saved position no longer applies, so it is only used by ``__iter__``.
-
-        Raises:
-            ValueError: the checkpoint stopped mid-epoch and this loader batches differently (another batch size
-                or number of processes): its saved position would skip or repeat images of that epoch.
-        """
-        epoch, position = int(state_dict["epoch"]), int(state_dict["position"])
-        saved = {key: state_dict.get(key) for key in ("batch_size", "world_size")}
-        now = {"batch_size": self.batch_size, "world_size": self.world_size}
-        batches = state_dict.get("batches")
-        mid_epoch = 0 < position and (batches is None or position < int(batches))
-        changed = [key for key, value in saved.items() if value is not None and int(value) != now[key]]
-        if mid_epoch and changed:
-            was = ", ".join(f"{key} {saved[key]}" for key in changed)
-            raise ValueError(
-                f"the checkpoint stopped in the middle of epoch {epoch}, after {position} of {batches} batches "
-                f"made with {was}; this run uses {', '.join(f'{key} {now[key]}' for key in changed)}, so it cannot "
-                f"continue from the right image (it would skip or repeat part of the epoch). Resume with the "
-                f"checkpoint's setting (e.g. --data.batch_size {saved['batch_size']}); change it from a checkpoint "
-                "saved at the end of an epoch"
-            )
-        self._resume_at = (epoch, position)
-
-    def _indices(self) -> Tensor:
-        n = len(self.labels)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            order = torch.arange(n)
-        # Cut (rather than pad by wrapping around) so every rank gets the same number of batches, which DDP
-        # needs, without serving any sample twice in an epoch.
-        return order[: self._num_samples() * self.world_size][self.rank :: self.world_size]
-
-    def _num_samples(self) -> int:
-        return len(self.labels) // self.world_size
-
-    def __len__(self) -> int:
-        n = self._num_samples()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # A generator: this body runs at the first next(), after Lightning's set_epoch().
-        start = 0
-        if self._resume_at is not None:
-            epoch, position = self._resume_at
-            self._resume_at = None
-            if epoch == self.epoch:
-                start = position
-        order = self._indices().to(self.images.device)  # the same permutation wherever the data lives
-        self._position = start
-        for i in range(start, len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            self._position = i + 1
-            yield normalize(self.images[idx]), self.labels[idx]
-
-
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(InMemoryDataModule):
     """MNIST, Fashion-MNIST or KMNIST for conditional GAN training.
 
     Training uses the official train split; validation and test use the official test split. Each split is
@@ -257,16 +110,12 @@ class MNISTDataModule(LightningDataModule):
         drop_last: bool = False,
         device_resident: bool = False,
     ) -> None:
-        super().__init__()
-        for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("seed", seed)):
-            check_int(value, name, minimum=None)  # the type here; the ranges below
-        for name, flag in (("download", download), ("drop_last", drop_last), ("device_resident", device_resident)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be true or false, got {flag!r} ({type(flag).__name__})")
+        super().__init__(batch_size=batch_size, seed=seed, drop_last=drop_last, device_resident=device_resident)
+        check_int(num_workers, "num_workers", minimum=None)  # the type here; the range below
+        if not isinstance(download, bool):
+            raise ValueError(f"download must be true or false, got {download!r} ({type(download).__name__})")
         if not isinstance(data_dir, str | os.PathLike):
             raise ValueError(f"data_dir must be a folder path, got {data_dir!r} ({type(data_dir).__name__})")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         if dataset not in _DATASETS:
@@ -274,14 +123,8 @@ class MNISTDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.download = download
-        self.batch_size = batch_size
         self.num_workers = num_workers
         self.dataset = dataset
-        self.seed = seed
-        self.drop_last = drop_last
-        self.device_resident = device_resident
-        self._splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self._device_splits: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -292,6 +135,13 @@ class MNISTDataModule(LightningDataModule):
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of the images."""
         return (1, 28, 28)
+
+    @property
+    def class_names(self) -> list[str]:
+        """``"0"`` .. ``"9"`` for MNIST and KMNIST (label ids), torchvision's names for Fashion-MNIST."""
+        if self.dataset == "fashion_mnist":
+            return list(datasets.FashionMNIST.classes)
+        return [str(k) for k in range(10)]
 
     @property
     def raw_folder(self) -> Path:
@@ -370,67 +220,17 @@ class MNISTDataModule(LightningDataModule):
         for train in (True, False):
             self._load(train)
 
-    def split(self, name: Literal["train", "test"]) -> tuple[Tensor, Tensor]:
-        """Return the uint8 images ``[N, 28, 28]`` and int64 labels ``[N]`` of a split, read once and cached."""
-        if name not in self._splits:
-            try:
-                ds = self._load(train=name == "train")
-            except (ValueError, IndexError, EOFError, OSError, AssertionError) as corrupt:
-                if isinstance(corrupt, DataNotFoundError | NotADirectoryError | CorruptDataError):
-                    raise
-                raise ValueError(f"could not read the {name} split from {self.raw_folder.resolve()}: {corrupt}. "
-                                 "The IDX files may be truncated; delete them and download again.") from corrupt
-            self._splits[name] = (ds.data.contiguous(), ds.targets.long().contiguous())
-        return self._splits[name]
-
-    @override
-    def setup(self, stage: str | None = None) -> None:
-        """Read the splits this stage needs."""
-        if stage in ("fit", None):
-            self.split("train")
-        self.split("test")
-
-    def _world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)  # LightningDataModule.trainer: set by Trainer.fit/validate/...
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
-
-    def _resident_split(self, name: Literal["train", "test"]) -> tuple[Tensor, Tensor]:
-        """The split on the trainer's device (the CPU without a trainer), copied once and cached."""
-        trainer = getattr(self, "trainer", None)
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if (name, device) not in self._device_splits:
-            images, labels = self.split(name)
-            self._device_splits[(name, device)] = (images.to(device), labels.to(device))
-        return self._device_splits[(name, device)]
-
-    def _batches(self, name: Literal["train", "test"], shuffle: bool, drop_last: bool) -> InMemoryBatches:
-        images, labels = self._resident_split(name) if self.device_resident else self.split(name)
-        rank, world_size = self._world()
-        return InMemoryBatches(images, labels, self.batch_size, shuffle=shuffle, drop_last=drop_last,
-                               seed=self.seed, rank=rank, world_size=world_size)
-
-    @override
-    def train_dataloader(self) -> InMemoryBatches:
-        return self._batches("train", shuffle=True, drop_last=self.drop_last)
-
-    @override
-    def val_dataloader(self) -> InMemoryBatches:
-        return self._batches("test", shuffle=False, drop_last=False)
-
-    @override
-    def test_dataloader(self) -> InMemoryBatches:
-        return self._batches("test", shuffle=False, drop_last=False)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.seed = state_dict.get("seed", self.seed)
+    def load_split(self, name: SplitName) -> tuple[Tensor, Tensor]:
+        """Read the uint8 images ``[N, 28, 28]`` and int64 labels ``[N]`` of a split (``test``: the official one)."""
+        try:
+            ds = self._load(train=name == "train")
+        except (ValueError, IndexError, EOFError, OSError, AssertionError) as corrupt:
+            if isinstance(corrupt, DataNotFoundError | NotADirectoryError | CorruptDataError):
+                raise
+            raise ValueError(f"could not read the {name} split from {self.raw_folder.resolve()}: {corrupt}. "
+                             "The IDX files may be truncated; delete them and download again.") from corrupt
+        return ds.data, ds.targets
 
 
-__all__ = ["MNISTDataModule", "InMemoryBatches", "DataNotFoundError", "CorruptDataError", "check_idx_file",
-           "normalize", "RAW_FILES"]
+__all__ = ["MNISTDataModule", "InMemoryBatches", "InMemoryDataModule", "DataNotFoundError", "CorruptDataError",
+           "check_idx_file", "normalize", "RAW_FILES"]

@@ -18,12 +18,13 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from cgan_lightning.metrics.report import class_label
 from cgan_lightning.utilities.lightning_internals import wandb_run_started
 from cgan_lightning.utilities.output_paths import same_file
 
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
 #: copied from the instantiated model into the config that W&B receives.
-LINKED_MODEL_KEYS = ("num_classes", "image_shape")
+LINKED_MODEL_KEYS = ("num_classes", "image_shape", "class_names")
 
 
 def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
@@ -121,8 +122,8 @@ class WandbPerClassTable(Callback):
     Logged keys (``<split>`` is ``val`` or ``test``): ``<split>/per_class/table`` (columns ``class``, ``fid``,
     ``accuracy``, then any of ``cas``, ``cas_real``, ``precision``, ``recall``, ``density``, ``coverage``, ``kid``,
     ``memorization`` that :class:`~cgan_lightning.callbacks.ClassificationAccuracyScore` and
-    :class:`~cgan_lightning.callbacks.SampleQuality` logged), ``<split>/per_class/fid_chart`` and
-    ``<split>/per_class/acc_chart`` (bar charts over classes).
+    :class:`~cgan_lightning.callbacks.SampleQuality` logged; ``class`` holds the model's class names),
+    ``<split>/per_class/fid_chart`` and ``<split>/per_class/acc_chart`` (bar charts over classes).
     Without a ``WandbLogger`` it does nothing.
     """
 
@@ -157,7 +158,9 @@ class WandbPerClassTable(Callback):
         self._last_logged[split] = current
         import wandb  # WandbLogger already requires it
 
-        table = wandb.Table(columns=["class", "fid", "accuracy", *extra], data=[[str(k), *current[k]] for k in classes])
+        names = getattr(trainer.lightning_module, "class_names", None)
+        table = wandb.Table(columns=["class", "fid", "accuracy", *extra],
+                            data=[[class_label(k, names), *current[k]] for k in classes])
         key = f"{split}/per_class"
         payload = {
             f"{key}/table": table,

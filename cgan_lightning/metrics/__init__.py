@@ -1,7 +1,13 @@
 """Scoring a conditional generator: the shipped MNIST classifier, feature extractors and per-class scores."""
 
 from cgan_lightning.metrics.cas import fit_classifier
-from cgan_lightning.metrics.classifier import MNISTClassifier, load_classifier, load_mnist_classifier
+from cgan_lightning.metrics.classifier import (
+    ImageClassifier,
+    MNISTClassifier,
+    check_classifier_matches,
+    load_classifier,
+    load_mnist_classifier,
+)
 from cgan_lightning.metrics.evaluate import evaluate_generator
 from cgan_lightning.metrics.features import (
     ClassifierFeatures,
@@ -23,6 +29,7 @@ __all__ = [
     "BadSamplesError",
     "ClassifierFeatures",
     "ConditionalSampler",
+    "ImageClassifier",
     "InceptionFeatures",
     "MNISTClassifier",
     "PerClassEvaluator",
@@ -32,6 +39,7 @@ __all__ = [
     "PrecomputedFeatures",
     "SamplerModule",
     "build_feature_extractor",
+    "check_classifier_matches",
     "check_sampler",
     "check_samples",
     "evaluate_generator",

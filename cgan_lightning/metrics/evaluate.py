@@ -77,7 +77,8 @@ def evaluate_generator(
         datamodule.setup("validate")
         real_batches = datamodule.val_dataloader()
     device = _model_device(model)
-    evaluator = PerClassEvaluator(sampler.num_classes, feature, feature_weights, classifier).to(device)
+    evaluator = PerClassEvaluator(sampler.num_classes, feature, feature_weights, classifier,
+                                  getattr(model, "image_shape", None), getattr(model, "class_names", None)).to(device)
     evaluator.add_real(image_label_batches(real_batches), batch_size)  # type: ignore[arg-type]
     scores = {f"val/{k}": v for k, v in evaluator.evaluate(sampler, samples_per_class, seed, batch_size).items()}
 
@@ -94,5 +95,5 @@ def evaluate_generator(
         save_png(image_grid(grid_images, sampler.num_classes), Path(output_dir) / "interference.png")
         save_png(image_grid(path_images, traversal_steps), Path(output_dir) / "traversal.png")
     if print_table:
-        print(per_class_table(scores, "val/"))
+        print(per_class_table(scores, "val/", getattr(model, "class_names", None)))
     return scores

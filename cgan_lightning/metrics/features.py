@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from cgan_lightning.metrics.classifier import MNISTClassifier, load_classifier, load_mnist_classifier
+from cgan_lightning.metrics.classifier import ImageClassifier, load_classifier, load_mnist_classifier
 
 #: The file torch-fidelity (and torchmetrics) load InceptionV3's FID weights from.
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -68,22 +68,26 @@ class ClassifierFeatures(_FrozenExtractor):
     """The classifier's penultimate activations as FID features; also gives its logits in the same pass.
 
     Args:
-        classifier: an :class:`~cgan_lightning.metrics.classifier.MNISTClassifier`, a path to weights saved by
-            ``train_classifier``, or ``None`` for the classifier shipped with the package.
+        classifier: an :class:`~cgan_lightning.metrics.classifier.ImageClassifier`, a path to weights saved by
+            ``cgan-lightning train-classifier``, or ``None`` for the MNIST classifier shipped with the package.
     """
 
-    def __init__(self, classifier: MNISTClassifier | str | Path | None = None) -> None:
+    def __init__(self, classifier: ImageClassifier | str | Path | None = None) -> None:
         super().__init__()
         if classifier is None:
             classifier = load_mnist_classifier()
         elif isinstance(classifier, str | Path):
             classifier = load_classifier(classifier)
-        elif not isinstance(classifier, MNISTClassifier):
-            raise TypeError(f"classifier must be an MNISTClassifier, a weights path or None, got {type(classifier)}")
+        elif not isinstance(classifier, ImageClassifier):
+            raise TypeError(f"classifier must be an ImageClassifier, a weights path or None, got {type(classifier)}")
         # Batch norm folded into the convs: the same features, less work per image.
         self.classifier = classifier.fuse_batch_norm()
         self.num_features = classifier.feature_dim
         self.num_classes = classifier.num_classes
+        self.image_shape = classifier.image_shape
+        self.class_names = classifier.class_names
+        self.metadata = classifier.metadata
+        self.source = classifier.source
 
     @torch.no_grad()
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:

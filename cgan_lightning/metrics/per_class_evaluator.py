@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from cgan_lightning.metrics.classifier import check_classifier_matches
 from cgan_lightning.metrics.features import (
     ClassifierFeatures,
     FeatureChoice,
@@ -47,8 +48,14 @@ class PerClassEvaluator:
             InceptionV3; needs the ``inception`` extra and local weights) or an ``nn.Module`` mapping images in
             ``[-1, 1]`` to ``[B, D]`` features.
         feature_weights: local InceptionV3 weights for ``feature="inception"``.
-        classifier: weights of the classifier that judges generated digits (``None``: the shipped MNIST one).
-        image_shape: ``(C, H, W)``; only used to probe a custom extractor without ``num_features``.
+        classifier: weights of the classifier that judges generated images (``None``: the shipped MNIST one), as
+            written by ``cgan-lightning train-classifier``.
+        image_shape: the model's ``(C, H, W)``: checked against the classifier's, and used to probe a custom
+            extractor without ``num_features`` (``None``: the classifier's).
+        class_names: the model's class names, checked against those the classifier was trained with.
+
+    Raises:
+        ValueError: the classifier's classes, image shape or class names do not match.
     """
 
     def __init__(
@@ -57,19 +64,16 @@ class PerClassEvaluator:
         feature: FeatureChoice | nn.Module = "classifier",
         feature_weights: str | Path | None = None,
         classifier: str | Path | None = None,
-        image_shape: tuple[int, int, int] = (1, 28, 28),
+        image_shape: Sequence[int] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.classifier = ClassifierFeatures(classifier)
-        if self.classifier.num_classes != num_classes:
-            raise ValueError(
-                f"the classifier predicts {self.classifier.num_classes} classes but the model has {num_classes} "
-                "labels; pass classifier=<weights trained on this dataset> "
-                "(see cgan_lightning.metrics.classifier_training)"
-            )
+        check_classifier_matches(self.classifier, num_classes, image_shape, class_names)
+        image_shape = tuple(int(v) for v in image_shape) if image_shape is not None else self.classifier.image_shape
         self.extractor = self.classifier if feature == "classifier" else build_feature_extractor(feature,
                                                                                                   feature_weights)
         self.num_classes = num_classes
-        self.num_features = feature_dim(self.extractor, image_shape)
+        self.num_features = feature_dim(self.extractor, image_shape)  # type: ignore[arg-type]
         self.scores = PerClassScores(num_classes, self.num_features)
         self.device = torch.device("cpu")
         #: This process's generated features from the latest :meth:`evaluate` (the evidence callbacks reuse them).

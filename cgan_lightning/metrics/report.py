@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 
 class Column(NamedTuple):
@@ -30,7 +30,19 @@ COLUMNS = (
 )
 
 
-def per_class_table(scores: Mapping[str, float], prefix: str = "val/") -> str:
+def class_label(k: int, class_names: Sequence[str] | None) -> str:
+    """The name of class ``k`` (its id when there are no names, or too few)."""
+    return str(class_names[k]) if class_names is not None and k < len(class_names) else str(k)
+
+
+def class_names(model: Any) -> list[str]:
+    """``model.class_names`` when it has them (a :class:`~cgan_lightning.ConditionalGAN` does), else the ids."""
+    names = getattr(model, "class_names", None)
+    return [str(n) for n in names] if names else [str(k) for k in range(model.num_classes)]
+
+
+def per_class_table(scores: Mapping[str, float], prefix: str = "val/",
+                    class_names: Sequence[str] | None = None) -> str:
     """Format the per-class metrics as a text table: one row per class, then mean, worst and overall.
 
     FID and accuracy always have a column (``-`` when absent); CAS, precision, recall, density, coverage, KID and
@@ -39,11 +51,18 @@ def per_class_table(scores: Mapping[str, float], prefix: str = "val/") -> str:
     Args:
         scores: metrics keyed ``<prefix>fid/class_<k>``, ``<prefix>acc/class_<k>``, ``<prefix>fid/mean`` ...
         prefix: the stage prefix of the keys.
+        class_names: one name per label, shown beside the ids (``None``: ids only).
     """
     columns = [c for c in COLUMNS if c.key in ("fid", "acc")
                or any(key.startswith(f"{prefix}{c.key}/class_") for key in scores)]
     classes = sorted({int(key.rsplit("_", 1)[1]) for key in scores for c in columns
                       if key.startswith(f"{prefix}{c.key}/class_")})
+    names = {k: class_label(k, class_names) for k in classes}
+    if any(name != str(k) for k, name in names.items()):  # "<id> <name>", ids right- and names left-aligned
+        id_width = max(len(str(k)) for k in classes)
+        name_width = max(len(name) for name in names.values())
+        names = {k: f"{k:>{id_width}} {name:<{name_width}}" for k, name in names.items()}
+    width = max([7, *(len(name) for name in names.values())])
 
     def cell(key: str, digits: int) -> str:
         value = scores.get(f"{prefix}{key}")
@@ -53,10 +72,11 @@ def per_class_table(scores: Mapping[str, float], prefix: str = "val/") -> str:
     def row(name: str, suffix: str, only: tuple[str, ...] | None = None) -> str:
         cells = [cell(f"{c.key}/{suffix}", c.digits) if only is None or c.key in only else ""
                  for c in columns]
-        return f"{name:>7} " + " ".join(f"{v:>{max(9, len(c.title))}}" for v, c in zip(cells, columns, strict=True))
+        return f"{name:>{width}} " + " ".join(f"{v:>{max(9, len(c.title))}}"
+                                             for v, c in zip(cells, columns, strict=True))
 
-    lines = [f"{'class':>7} " + " ".join(f"{c.title:>{max(9, len(c.title))}}" for c in columns)]
-    lines += [row(str(k), f"class_{k}") for k in classes]
+    lines = [f"{'class':>{width}} " + " ".join(f"{c.title:>{max(9, len(c.title))}}" for c in columns)]
+    lines += [row(names[k], f"class_{k}") for k in classes]
     lines.append(row("mean", "mean"))
     lines.append(row("worst", "worst", only=("fid",)))
     lines.append(row("overall", "overall", only=("fid",)))
