@@ -1,18 +1,29 @@
 """cgan-lightning: class-conditional GANs on PyTorch Lightning."""
 
 from cgan_lightning.callbacks import (
+    BestFIDCheckpoint,
     ClassificationAccuracyScore,
     InterferenceTest,
     LatentTraversal,
     PerClassFID,
+    RunSummary,
     SampleQuality,
     SaveOnInterrupt,
     TorchThreads,
 )
-from cgan_lightning.data import CorruptDataError, DataNotFoundError, InMemoryBatches, MNISTDataModule
+from cgan_lightning.data import (
+    CorruptDataError,
+    DataNotFoundError,
+    ImageFolderDataModule,
+    InMemoryBatches,
+    MNISTDataModule,
+    TorchvisionDataModule,
+)
+from cgan_lightning.hub import PretrainedGenerator
 from cgan_lightning.losses import LOSSES, AdversarialLoss, get_loss
 from cgan_lightning.metrics import (
     ConditionalSampler,
+    ImageClassifier,
     MNISTClassifier,
     PerClassEvaluator,
     SamplerModule,
@@ -45,6 +56,7 @@ __all__ = [
     "ACGANDiscriminator",
     "AdversarialLoss",
     "AtomicCheckpointIO",
+    "BestFIDCheckpoint",
     "CheckpointError",
     "ClassificationAccuracyScore",
     "ConditionalBatchNorm2d",
@@ -59,6 +71,8 @@ __all__ = [
     "FiLM2d",
     "GANDDPStrategy",
     "GeneratorEMA",
+    "ImageClassifier",
+    "ImageFolderDataModule",
     "InMemoryBatches",
     "InterferenceTest",
     "LatentTraversal",
@@ -69,10 +83,13 @@ __all__ = [
     "NonFiniteLossError",
     "PerClassEvaluator",
     "PerClassFID",
+    "PretrainedGenerator",
+    "RunSummary",
     "SampleQuality",
     "SamplerModule",
     "SaveOnInterrupt",
     "TorchThreads",
+    "TorchvisionDataModule",
     "evaluate_generator",
     "get_loss",
     "load_classifier",
