@@ -157,6 +157,11 @@ class LeCamEMA(nn.Module):
         ValueError: ``decay`` outside ``[0, 1)``.
     """
 
+    # Buffers (registered in __init__), typed for the type checker.
+    real_biased: Tensor
+    fake_biased: Tensor
+    steps: Tensor
+
     def __init__(self, decay: float = 0.99) -> None:
         super().__init__()
         if not 0 <= decay < 1:

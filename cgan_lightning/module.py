@@ -172,8 +172,8 @@ class ConditionalGAN(LightningModule):
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
                             ("d_steps_per_g_step", d_steps_per_g_step)):
             check_int(value, name, minimum=None)  # the type here; the ranges below
-        for name, value in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
-            check_number(value, name)
+        for name, number in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
+            check_number(number, name)
         for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward), ("compile", compile)):
             check_bool(flag, name)
         image_shape = check_image_shape(image_shape)

@@ -16,6 +16,9 @@ from cgan_lightning.utilities.lightning_internals import (
     attached_trainer,
     callback_state_key,
     ddp_wrapper_kwargs,
+    fast_dev_run,
+    log_every_n_steps,
+    trainer_callbacks,
     wandb_run_started,
 )
 
@@ -57,6 +60,33 @@ def test_callback_state_key_matches_lightnings_own_format() -> None:
 
     probe = Probe()
     assert callback_state_key(probe, n_styles=4) == probe._generate_state_key(n_styles=4)
+
+
+def test_trainer_callbacks_is_the_trainers_live_list() -> None:
+    class Probe(Callback):
+        pass
+
+    probe = Probe()
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[probe])
+    callbacks = trainer_callbacks(trainer)
+    assert callbacks is trainer.callbacks  # type: ignore[attr-defined]  # checking the accessor against the attribute
+    assert probe in callbacks
+    extra = Probe()
+    callbacks.append(extra)  # appending reaches the trainer
+    assert extra in trainer.callbacks  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(False, False), (True, True), (3, 3)])
+def test_fast_dev_run_is_the_trainers_setting(setting: int | bool, expected: int | bool) -> None:
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, fast_dev_run=setting)
+    value = fast_dev_run(trainer)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 7, 50])
+def test_log_every_n_steps_is_the_trainers_setting(steps: int) -> None:
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=steps)
+    assert log_every_n_steps(trainer) == steps
 
 
 def test_the_package_reads_no_private_lightning_attribute_elsewhere() -> None:

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
 
 from cgan_lightning.callbacks.per_class_fid import PerClassFID
+from cgan_lightning.utilities.lightning_internals import trainer_callbacks
 
 #: The default monitored score: the intra-class FID (mean over classes), lower is better.
 DEFAULT_MONITOR = "val/fid/mean"
@@ -62,7 +63,7 @@ class BestFIDCheckpoint(ModelCheckpoint):
             isinstance(callback, PerClassFID)
             and callback.last_global_step == trainer.global_step
             and self.monitor in callback.last_scores
-            for callback in trainer.callbacks
+            for callback in trainer_callbacks(trainer)
         )
 
     @override
@@ -84,9 +85,9 @@ def best_fid_checkpoint_for(trainer: Trainer) -> BestFIDCheckpoint | None:
     """
     if not trainer.checkpoint_callbacks:
         return None
-    if any(isinstance(c, BestFIDCheckpoint) for c in trainer.callbacks):
+    if any(isinstance(c, BestFIDCheckpoint) for c in trainer_callbacks(trainer)):
         return None
-    if not any(isinstance(c, PerClassFID) for c in trainer.callbacks):
+    if not any(isinstance(c, PerClassFID) for c in trainer_callbacks(trainer)):
         return None
     first = trainer.checkpoint_callbacks[0]
     dirpath = first.dirpath if isinstance(first, ModelCheckpoint) else None

@@ -15,6 +15,7 @@ from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.callbacks.per_class_fid import PerClassFID
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.utilities.image_grids import run_dir
+from cgan_lightning.utilities.lightning_internals import fast_dev_run, trainer_callbacks
 
 
 class RunSummary(Callback):
@@ -28,7 +29,7 @@ class RunSummary(Callback):
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         directory = run_dir(trainer)  # every rank: it may broadcast
-        if not trainer.fast_dev_run:
+        if not fast_dev_run(trainer):
             _print(self.summary(trainer, directory))
 
     def summary(self, trainer: Trainer, directory: Path | None = None) -> str:
@@ -36,17 +37,17 @@ class RunSummary(Callback):
         directory = run_dir(trainer) if directory is None else directory
         lines = ["", "Run summary", f"  run directory: {directory}"]
         lines += _checkpoint_lines(trainer)
-        for callback in trainer.callbacks:
+        for callback in trainer_callbacks(trainer):
             if isinstance(callback, SaveConfigCallback) and trainer.log_dir is not None:
                 config = Path(trainer.log_dir) / callback.config_filename
                 if config.is_file():
                     lines.append(f"  config:        {config}  (reuse: --config {config})")
-        for callback in trainer.callbacks:
+        for callback in trainer_callbacks(trainer):
             if isinstance(callback, FixedLatentCallback) and callback.last_png is not None:
                 folder = callback.last_png.parent
                 count = len(list(folder.glob("*.png")))
                 lines.append(f"  {folder.name} PNGs: {count} in {folder} (latest {callback.last_png.name})")
-        for callback in trainer.callbacks:
+        for callback in trainer_callbacks(trainer):
             if isinstance(callback, PerClassFID) and callback.last_scores:
                 prefix = next(iter(callback.last_scores)).split("/", 1)[0] + "/"
                 lines += ["", f"Per-class FID and generated-digit accuracy (latest evaluation, epoch "

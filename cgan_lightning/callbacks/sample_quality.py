@@ -32,6 +32,7 @@ from cgan_lightning.metrics.sampling import (
     training_images,
 )
 from cgan_lightning.utilities.image_grids import image_grid, publish_grid
+from cgan_lightning.utilities.lightning_internals import trainer_callbacks
 
 #: Training images read under ``fast_dev_run``.
 FAST_DEV_TRAIN_IMAGES = 256
@@ -170,8 +171,10 @@ class SampleQuality(Callback):
 
     def _shared_samples(self, trainer: Trainer, per_class: int) -> GeneratedFeatures | None:
         """PerClassFID's generated features from this validation, when they are the samples this callback wants."""
-        for callback in trainer.callbacks:  # type: ignore[attr-defined]
-            evaluator = getattr(callback, "evaluator", None) if isinstance(callback, PerClassFID) else None
+        for callback in trainer_callbacks(trainer):
+            if not isinstance(callback, PerClassFID):
+                continue
+            evaluator = getattr(callback, "evaluator", None)
             shared = evaluator.last_generated if evaluator is not None else None
             if (shared is not None and callback.feature == "classifier"
                     and callback.classifier == self.classifier_path

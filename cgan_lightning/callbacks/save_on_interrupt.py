@@ -28,6 +28,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from cgan_lightning.utilities.lightning_internals import fast_dev_run
+
 
 class InterruptRequested(KeyboardInterrupt):
     """Raised by :class:`SaveOnInterrupt` at the batch boundary after a Ctrl-C (a ``KeyboardInterrupt``)."""
@@ -116,7 +118,7 @@ class SaveOnInterrupt(Callback):
         sigterm = isinstance(exception, SIGTERMException)
         if not (sigterm or isinstance(exception, InterruptRequested)):
             return
-        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or trainer.fast_dev_run:
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or fast_dev_run(trainer):
             return
         path = interrupt_checkpoint_path(trainer)
         callback = _first_model_checkpoint(trainer)

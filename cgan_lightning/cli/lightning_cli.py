@@ -44,6 +44,7 @@ from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
 from cgan_lightning.strategies.gan_ddp import gan_strategy_name
 from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
+from cgan_lightning.utilities.lightning_internals import trainer_callbacks
 
 _REFERENCE_ADAM = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "betas": [0.5, 0.999]}}
 
@@ -84,13 +85,14 @@ class CGANLightningCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         # SIGTERM / Ctrl-C save last.ckpt at a batch boundary unless --save_on_interrupt false.
         wanted = self.config_init.get(f"{prefix}save_on_interrupt", True)
-        if wanted and not any(isinstance(c, SaveOnInterrupt) for c in trainer.callbacks):
-            trainer.callbacks.append(SaveOnInterrupt())
+        callbacks = trainer_callbacks(trainer)  # the trainer's own list: appending adds the callback
+        if wanted and not any(isinstance(c, SaveOnInterrupt) for c in callbacks):
+            callbacks.append(SaveOnInterrupt())
         best = best_fid_checkpoint_for(trainer)
         if best is not None:
-            trainer.callbacks.append(best)  # after the other callbacks, as Lightning orders checkpoint callbacks
-        if not any(isinstance(callback, RunSummary) for callback in trainer.callbacks):
-            trainer.callbacks.append(RunSummary())
+            callbacks.append(best)  # after the other callbacks, as Lightning orders checkpoint callbacks
+        if not any(isinstance(callback, RunSummary) for callback in callbacks):
+            callbacks.append(RunSummary())
         return trainer
 
     def before_fit(self) -> None:  # LightningCLI calls before_<subcommand> / after_<subcommand> if defined
@@ -212,7 +214,7 @@ def main(args: ArgsType = None) -> None:
         build_cli(args)
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
         raise SystemExit(128 + signal.SIGTERM) from None
-    except (*USER_ERRORS, RuntimeError, MemoryError) as error:
+    except USER_ERRORS + (RuntimeError, MemoryError) as error:
         user_error = isinstance(error, USER_ERRORS) or is_out_of_memory(error)  # OOM: a RuntimeError
         if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not user_error:
             raise

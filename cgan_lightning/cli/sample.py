@@ -166,7 +166,7 @@ def draw(model: ConditionalGAN, labels: Sequence[int], n_per_label: int, seed: i
     label_tensor = torch.tensor(labels, dtype=torch.long).repeat_interleave(n_per_label)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     # An exported generator (PretrainedGenerator) has no ema switch: it holds the weights it was exported with.
-    options = {"ema": ema} if hasattr(model, "generator_ema") else {}
+    options: dict[str, Any] = {"ema": ema} if hasattr(model, "generator_ema") else {}
     try:
         images = model.sample(label_tensor, generator=generator, **options).cpu()
         check_samples(images, label_tensor)

@@ -63,7 +63,7 @@ def data_splits(data: LightningDataModule) -> tuple[Tensor, Tensor, Tensor, Tens
     ``train_dataloader()`` and ``val_dataloader()`` (batches of images in ``[-1, 1]`` and labels).
     """
     if isinstance(data, InMemoryDataModule):
-        return (*data.split("train"), *data.split("test"))  # type: ignore[return-value]
+        return (*data.split("train"), *data.split("test"))
     data.prepare_data()
     data.setup("fit")
 

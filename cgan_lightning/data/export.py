@@ -41,7 +41,7 @@ def export_data_module(data: InMemoryDataModule, out: str | Path, class_names: S
     names = list(class_names) if class_names is not None else data.class_names
     if len(names) != data.num_classes or len(set(names)) != len(names):
         raise ValueError(f"need {data.num_classes} distinct class names, got {names}")
-    return {split: export_image_folder(*data.split(split), names, Path(out) / split)  # type: ignore[arg-type]
+    return {split: export_image_folder(*data.split(split), names, Path(out) / split)
             for split in ("train", "test")}
 
 

@@ -49,7 +49,8 @@ def generator_spec(model: Any) -> dict[str, Any]:
         # jsonargparse's factories are partial(<instantiator>, ..., Class, **init_args): take the one class.
         classes = [f for f in (factory.func, *factory.args) if isinstance(f, type)]
         if len(classes) == 1:
-            factory, keywords = classes[0], dict(factory.keywords)
+            keywords = dict(factory.keywords)
+            factory = classes[0]
     if isinstance(factory, type):
         return {"class_path": f"{factory.__module__}.{factory.__qualname__}", "init_args": keywords}
     raise ValueError(f"cannot export a generator built by {factory!r}: config.json needs a class and its keyword "

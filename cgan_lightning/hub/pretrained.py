@@ -142,6 +142,12 @@ class PretrainedGenerator(
         ValueError: a bad ``class_path``, shape or ``class_names``.
     """
 
+    # Set only on some instances, after construction (declared for the type checker; no class-level value):
+    #: which weights an exported generator holds ("EMA weights" / "raw weights"), set by ``pretrained_from_gan``.
+    weights_kind: str
+    #: the ``config.json`` read by ``from_pretrained``.
+    exported_config: dict | None
+
     def __init__(
         self,
         generator: dict[str, Any],
@@ -257,7 +263,7 @@ class PretrainedGenerator(
         return super().push_to_hub(repo_id, config=config or self.hub_config(), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, trust_code: bool = False,  # type: ignore[override]
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, trust_code: bool = False,
                         map_location: str = "cpu", **kwargs: Any) -> PretrainedGenerator:
         """Rebuild an exported generator from a local folder or a Hugging Face Hub repo id.
 

@@ -56,7 +56,7 @@ class ImageClassifier(nn.Module):
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.channels = channels
-        self.image_shape: tuple[int, int, int] = shape  # type: ignore[assignment]
+        self.image_shape: tuple[int, int, int] = shape
         #: What ``save_classifier`` stored beside the weights (num_classes, image_shape, class names, accuracy, ...).
         self.metadata: dict[str, Any] = {}
         #: Where it was loaded from (for error messages).

@@ -8,6 +8,7 @@ evaluation split, so the subset size is capped at the smaller of the class's rea
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -69,7 +70,7 @@ class PerClassKID(nn.Module):
 
     def reset_fake(self) -> None:
         """Forget the generated features; keep the real ones."""
-        for metric in self.kid:
+        for metric in cast("list[_CappedKID]", list(self.kid)):
             metric.reset()
 
     def compute(self) -> dict[str, float]:
@@ -78,7 +79,7 @@ class PerClassKID(nn.Module):
         # KID draws its subsets from the global generator: fork it, so evaluating never shifts training's stream.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            for metric in self.kid:
+            for metric in cast("list[_CappedKID]", list(self.kid)):
                 values.append(float(metric.compute()[0]))
         out = {f"kid/class_{k}": v for k, v in enumerate(values)}
         known = [v for v in values if not math.isnan(v)]

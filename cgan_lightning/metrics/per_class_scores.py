@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +74,10 @@ class PerClassScores(nn.Module):
         if self.accuracy is not None:
             self.accuracy.reset()
 
+    def _class_fids(self) -> list[FrechetInceptionDistance]:
+        """:attr:`class_fid` with its element type (an ``nn.ModuleList`` is typed as holding any module)."""
+        return cast("list[FrechetInceptionDistance]", list(self.class_fid))
+
     @staticmethod
     def _fid(metric: FrechetInceptionDistance) -> float:
         states = (metric.real_features_sum, metric.real_features_cov_sum, metric.fake_features_sum,
@@ -89,7 +94,7 @@ class PerClassScores(nn.Module):
 
         A class with fewer than two real (or generated) samples gets ``nan`` and is left out of mean and worst.
         """
-        per_class = [self._fid(m) for m in self.class_fid]
+        per_class = [self._fid(m) for m in self._class_fids()]
         known = [v for v in per_class if not math.isnan(v)]
         out = {f"fid/class_{k}": v for k, v in enumerate(per_class)}
         out["fid/mean"] = sum(known) / len(known) if known else math.nan
@@ -103,7 +108,7 @@ class PerClassScores(nn.Module):
 
     def missing_classes(self) -> list[int]:
         """Classes with fewer than two real samples on this process (their FID will be ``nan``)."""
-        return [k for k, m in enumerate(self.class_fid) if int(m.real_features_num_samples) < 2]
+        return [k for k, m in enumerate(self._class_fids()) if int(m.real_features_num_samples) < 2]
 
 
 def features_of(images: Tensor, extractor: nn.Module, classifier: nn.Module | None) -> tuple[Tensor, Tensor | None]:

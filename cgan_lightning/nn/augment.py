@@ -101,6 +101,12 @@ class DiscriminatorAugment(nn.Module):
         ValueError: an unknown or digit-unsafe transform, or values out of range.
     """
 
+    # Buffers (registered in __init__), typed for the type checker.
+    p: Tensor
+    sign_sum: Tensor
+    seen: Tensor
+    steps: Tensor
+
     def __init__(self, policy: Sequence[str] = DIGIT_SAFE, p: float = 1.0, ada_target: float | None = None,
                  ada_interval: int = 4, ada_kimg: float = 100.0, translation_ratio: float = 0.125,
                  cutout_ratio: float = 0.5) -> None:

@@ -25,7 +25,7 @@ GENERATOR_CONDITIONINGS: tuple[str, ...] = ("concat", "cbn", "film")
 class LabelFreeBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` with the ``norm(x, condition)`` call signature; the condition is ignored."""
 
-    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         return super().forward(x)
 
 

@@ -49,7 +49,7 @@ def _check_shape(image_shape: ImageShape, base_channels: int) -> tuple[int, int,
         raise ValueError(f"the DCGAN networks need height and width divisible by 4, got {shape[1]}x{shape[2]}")
     if base_channels <= 0:
         raise ValueError(f"base_channels must be a positive integer, got {base_channels}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 class DCGANGenerator(ConditionalGenerator):

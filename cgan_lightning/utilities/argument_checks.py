@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,10 +34,10 @@ def as_label_tensor(
     if isinstance(labels, bool):
         raise ValueError(f"labels must be integers in [0, {num_classes}), got a bool")
     if isinstance(labels, numbers.Integral):
-        labels = [labels]
+        labels = [cast(int, labels)]  # a Python or numpy integer (typing does not model the numbers tower)
     if not isinstance(labels, Tensor):
         try:
-            labels = list(labels)
+            labels = list(cast("Iterable[int]", labels))  # anything else raises the TypeError handled here
         except TypeError:
             raise ValueError(f"labels must be an int, a sequence of ints or an integer tensor with values in "
                              f"[0, {num_classes}), got {type(labels).__name__}") from None

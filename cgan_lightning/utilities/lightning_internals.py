@@ -52,4 +52,39 @@ def callback_state_key(callback: Callback, **kwargs: Any) -> str:
     return f"{type(callback).__qualname__}{kwargs!r}"
 
 
-__all__ = ["attached_trainer", "callback_state_key", "ddp_wrapper_kwargs", "wandb_run_started"]
+def trainer_callbacks(trainer: Trainer) -> list[Callback]:
+    """The trainer's live list of callbacks (appending to it adds a callback before ``fit`` starts).
+
+    ``Trainer`` sets ``callbacks`` in its callback connector at run time and declares no typed attribute for it.
+    """
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]  # set dynamically by Lightning
+    return callbacks
+
+
+def fast_dev_run(trainer: Trainer) -> int | bool:
+    """``Trainer(fast_dev_run=...)`` as the trainer holds it: ``False``, ``True`` or a number of batches.
+
+    ``Trainer`` sets ``fast_dev_run`` in its data connector at run time and declares no typed attribute for it.
+    """
+    value: int | bool = trainer.fast_dev_run  # type: ignore[attr-defined]  # set dynamically by Lightning
+    return value
+
+
+def log_every_n_steps(trainer: Trainer) -> int:
+    """``Trainer(log_every_n_steps=...)``: how many batches apart Lightning writes logs (``0``: only at the end).
+
+    ``Trainer`` sets ``log_every_n_steps`` in its logger connector at run time and declares no typed attribute.
+    """
+    value: int = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set dynamically by Lightning
+    return value
+
+
+__all__ = [
+    "attached_trainer",
+    "callback_state_key",
+    "ddp_wrapper_kwargs",
+    "fast_dev_run",
+    "log_every_n_steps",
+    "trainer_callbacks",
+    "wandb_run_started",
+]
