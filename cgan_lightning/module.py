@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -39,7 +40,7 @@ from cgan_lightning.utilities.checkpoint_files import (
     verify_checkpoint_file,
 )
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
-from cgan_lightning.utilities.lightning_internals import attached_trainer
+from cgan_lightning.utilities.lightning_internals import attached_trainer, log_every_n_steps
 from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
 
 #: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` (a subclass of
@@ -183,7 +184,6 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         if d_steps_per_g_step < 1:
             raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
-        image_shape = tuple(int(v) for v in image_shape)
         if len(image_shape) != 3 or min(image_shape) <= 0:
             raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape}")
         if class_names is not None:
@@ -205,7 +205,7 @@ class ConditionalGAN(LightningModule):
                             class_names=class_names)
         self.automatic_optimization = False
         self.num_classes = num_classes
-        self.image_shape: ImageShape = image_shape  # type: ignore[assignment]
+        self.image_shape: ImageShape = image_shape
         self.latent_dim = latent_dim
         self.class_names: list[str] = class_names or [str(k) for k in range(num_classes)]
         self.d_steps_per_g_step = d_steps_per_g_step
@@ -252,7 +252,7 @@ class ConditionalGAN(LightningModule):
         """
         labels = as_label_tensor(labels, self.num_classes, device=self.device)
         check_latents(z, labels.numel(), self.latent_dim)
-        return self.generator(z.to(self.device, self.dtype), labels)
+        return self.generator(z.to(self.device, cast(torch.dtype, self.dtype)), labels)  # a module's dtype is a dtype
 
     @torch.no_grad()
     def sample(
@@ -286,7 +286,7 @@ class ConditionalGAN(LightningModule):
             z = self.draw_latents(labels.numel(), generator)
         if self.generator_ema is not None and ema is not False:
             check_latents(z, labels.numel(), self.latent_dim)
-            images = self.generator_ema(z.to(self.device, self.dtype), labels)  # always in eval mode
+            images = self.generator_ema(z.to(self.device, cast(torch.dtype, self.dtype)), labels)  # always in eval mode
             return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
         was_training = self.generator.training
         self.generator.eval()
@@ -304,7 +304,7 @@ class ConditionalGAN(LightningModule):
 
     @classmethod
     @override
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ConditionalGAN:  # type: ignore[override]
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> ConditionalGAN:
         """``LightningModule.load_from_checkpoint``, with a clear error for a damaged or mismatched file.
 
         Takes the same arguments (``map_location``, ``strict``, ``weights_only``, hyperparameter overrides).
@@ -317,7 +317,7 @@ class ConditionalGAN(LightningModule):
         if path is not None:
             verify_checkpoint_file(path)
         try:
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[return-value]
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except CheckpointError as err:
             raise err.with_path(path) if path is not None else err from err.__cause__
         except KeyError as err:  # Lightning reads the checkpoint's entries before anything can check them
@@ -343,7 +343,7 @@ class ConditionalGAN(LightningModule):
         state = self.training_rng.state()
         if self.trainer.world_size > 1:
             # Every rank dumps the checkpoint (rank 0 writes it): gather each rank's stream so all resume exactly.
-            gathered = self.all_gather(state.to(self.device))
+            gathered = cast(Tensor, self.all_gather(state.to(self.device)))  # a tensor in, a tensor out
             states = [s.cpu() for s in gathered.unbind(0)]
         else:
             states = [state]
@@ -400,7 +400,7 @@ class ConditionalGAN(LightningModule):
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real, real_labels = batch
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
         n = real.size(0)
         # One G forward with its graph kept serves the first D step (detached) and the G step, as in the
         # reference loop; extra D steps draw fresh fakes without a graph.
@@ -472,7 +472,7 @@ class ConditionalGAN(LightningModule):
         trainer = self.trainer
         # Each batch makes d_steps_per_g_step + 1 optimizer steps, which global_step counts.
         batches = self.global_step // (self.d_steps_per_g_step + 1)
-        interval = trainer.log_every_n_steps
+        interval = log_every_n_steps(trainer)
         if interval != 1:
             weighted = torch.stack([value.float() for value in metrics.values()]) * n
             self._log_window = weighted if self._log_window is None else self._log_window + weighted

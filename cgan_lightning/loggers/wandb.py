@@ -162,7 +162,7 @@ class WandbPerClassTable(Callback):
         table = wandb.Table(columns=["class", "fid", "accuracy", *extra],
                             data=[[class_label(k, names), *current[k]] for k in classes])
         key = f"{split}/per_class"
-        payload = {
+        payload: dict[str, Any] = {  # W&B objects: WandbLogger.log_metrics logs them as they are
             f"{key}/table": table,
             f"{key}/fid_chart": wandb.plot.bar(table, "class", "fid", title="Per-class FID (lower is better)"),
             f"{key}/acc_chart": wandb.plot.bar(table, "class", "accuracy",

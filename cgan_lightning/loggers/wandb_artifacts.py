@@ -16,7 +16,7 @@ evaluation) to ``<run dir>/generator/`` and logs that folder as a W&B artifact o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from typing_extensions import override
@@ -85,7 +85,8 @@ class ExportGeneratorArtifact(Callback):
         for logger in loggers:
             run = logger.experiment
             if rows:
-                run.summary["final/per_class"] = wandb.Table(columns=columns, data=rows)
+                # cast: wandb annotates ``columns`` as an invariant list[str | int]; a list[str] is fine at run time.
+                run.summary["final/per_class"] = wandb.Table(columns=cast("list[str | int]", columns), data=rows)
             for key, value in scores.items():
                 run.summary[f"final/{key}"] = value
             if self.artifact:

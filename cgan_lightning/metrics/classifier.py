@@ -16,7 +16,7 @@ import io
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -85,7 +85,7 @@ class ImageClassifier(nn.Module):
         while layers:
             layer = layers.pop(0)
             if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
-                layer = fuse_conv_bn_eval(layer, layers.pop(0))
+                layer = fuse_conv_bn_eval(layer, cast(nn.BatchNorm2d, layers.pop(0)))  # checked just above
             out.append(layer)
         fused.conv = nn.Sequential(*out)
         return fused.requires_grad_(False)

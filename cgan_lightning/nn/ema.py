@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 class GeneratorEMA(nn.Module):
@@ -59,7 +59,7 @@ class GeneratorEMA(nn.Module):
         Args:
             network: the live network; same architecture as the one given at construction.
         """
-        ema_params = list(self.module.parameters())
+        ema_params: list[Tensor] = list(self.module.parameters())
         params = [p.detach() for p in network.parameters()]
         if len(ema_params) != len(params):
             raise ValueError(f"network has {len(params)} parameters but the EMA copy has {len(ema_params)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +67,7 @@ class MLPGenerator(ConditionalGenerator):
         check_layer_sizes(hidden_dims, embedding_dim)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
-        self.image_shape = tuple(image_shape)
+        self.image_shape = cast(ImageShape, tuple(image_shape))  # a (C, H, W) sequence, as annotated
         embedding_dim = embedding_dim or num_classes
         self.label_embedding = nn.Embedding(num_classes, embedding_dim)
         layers: list[nn.Module] = []
@@ -106,7 +107,7 @@ class MLPDiscriminator(ConditionalDiscriminator):
         super().__init__()
         check_layer_sizes(hidden_dims, embedding_dim)
         self.num_classes = num_classes
-        self.image_shape = tuple(image_shape)
+        self.image_shape = cast(ImageShape, tuple(image_shape))  # a (C, H, W) sequence, as annotated
         embedding_dim = embedding_dim or num_classes
         self.label_embedding = nn.Embedding(num_classes, embedding_dim)
         layers: list[nn.Module] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
@@ -91,7 +91,7 @@ def average_gradients(params: Iterable[nn.Parameter], world_size: int) -> None:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         values = [v.view_as(p) for v, p in zip(flat[:-k].split([p.numel() for p in group]), group)]
         if all(local):  # the usual case: no host read
-            torch._foreach_copy_([p.grad for p in group], values)
+            torch._foreach_copy_(cast("list[Tensor]", [p.grad for p in group]), values)  # all(local): none is None
             continue
         counts = flat[-k:].tolist()
         for p, value, count in zip(group, values, counts):
