@@ -235,6 +235,7 @@ class PretrainedGenerator(
                 "latent_dim": self.latent_dim, "image_shape": list(self.image_shape), "class_names": self.class_names,
                 "library": "cgan-lightning", "library_version": library_version()}
 
+    # ignore[override]: the mixin's ``config`` accepts a dataclass too; this class only writes its own dict config.
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None,  # type: ignore[override]
                         **kwargs: Any) -> str | None:
         """``PyTorchModelHubMixin.save_pretrained`` with this generator's :meth:`hub_config` as ``config.json``.
@@ -254,6 +255,7 @@ class PretrainedGenerator(
         values.update(kwargs)
         return super().generate_model_card(*args, **values)
 
+    # ignore[override]: as save_pretrained, ``config`` is narrowed to a dict.
     def push_to_hub(self, repo_id: str, *, config: dict | None = None, **kwargs: Any) -> str:  # type: ignore[override]
         """``PyTorchModelHubMixin.push_to_hub``: upload weights, ``config.json`` and a card (needs a token).
 

@@ -123,6 +123,7 @@ def train(data_dir: str, epochs: int = 12, batch_size: int = 128, lr: float = 3e
         seed: seeds the weights, the shuffling and the augmentation.
         dataset: ``mnist``, ``fashion_mnist`` or ``kmnist``.
     """
+    # ignore: ``dataset`` is a plain str here (a Literal there); MNISTDataModule rejects unknown names itself.
     data = MNISTDataModule(data_dir=data_dir, download=False, dataset=dataset)  # type: ignore[arg-type]
     train_images, train_labels = data.split("train")
     test_images, test_labels = data.split("test")

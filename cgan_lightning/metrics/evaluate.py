@@ -79,6 +79,7 @@ def evaluate_generator(
     device = _model_device(model)
     evaluator = PerClassEvaluator(sampler.num_classes, feature, feature_weights, classifier,
                                   getattr(model, "image_shape", None), getattr(model, "class_names", None)).to(device)
+    # ignore: real_batches is not None here (either given, or set from the datamodule above).
     evaluator.add_real(image_label_batches(real_batches), batch_size)  # type: ignore[arg-type]
     scores = {f"val/{k}": v for k, v in evaluator.evaluate(sampler, samples_per_class, seed, batch_size).items()}
 

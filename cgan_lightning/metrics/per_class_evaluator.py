@@ -73,6 +73,7 @@ class PerClassEvaluator:
         self.extractor = self.classifier if feature == "classifier" else build_feature_extractor(feature,
                                                                                                   feature_weights)
         self.num_classes = num_classes
+        # ignore: a tuple[int, ...] of length 3 (check_classifier_matches checked it); typing cannot see the length.
         self.num_features = feature_dim(self.extractor, image_shape)  # type: ignore[arg-type]
         self.scores = PerClassScores(num_classes, self.num_features)
         self.device = torch.device("cpu")

@@ -120,6 +120,7 @@ def features_of(images: Tensor, extractor: nn.Module, classifier: nn.Module | No
         classifier: a module with ``features_and_logits`` (e.g. ``ClassifierFeatures``), or ``None``.
     """
     with torch.no_grad():
+        # ignore[operator] below: nn.Module's __getattr__ is typed Tensor | Module; features_and_logits is a method.
         if classifier is not None and classifier is extractor:
             feats, logits = classifier.features_and_logits(images)  # type: ignore[operator]
             return feats, logits.argmax(1)
