@@ -235,7 +235,7 @@ class PretrainedGenerator(
                 "latent_dim": self.latent_dim, "image_shape": list(self.image_shape), "class_names": self.class_names,
                 "library": "cgan-lightning", "library_version": library_version()}
 
-    # ignore[override]: the mixin's ``config`` accepts a dataclass too; this class only writes its own dict config.
+    # ignore[override]: ``config`` narrowed to a dict (the mixin's takes a dataclass too); other keywords via kwargs.
     def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None,  # type: ignore[override]
                         **kwargs: Any) -> str | None:
         """``PyTorchModelHubMixin.save_pretrained`` with this generator's :meth:`hub_config` as ``config.json``.
