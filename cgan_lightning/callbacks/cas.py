@@ -7,6 +7,7 @@ import time
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
+from typing_extensions import override
 
 from cgan_lightning.callbacks.sample_quality import FAST_DEV_TRAIN_IMAGES
 from cgan_lightning.callbacks.schedule import FAST_DEV_REAL_BATCHES, check_every_n_epochs, due, is_fast_dev_run
@@ -70,13 +71,16 @@ class ClassificationAccuracyScore(Callback):
         #: The scores of the latest evaluation, keyed as logged.
         self.last_scores: dict[str, float] = {}
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._real = {}
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if due(trainer, self.every_n_epochs):
             self._evaluate(trainer, pl_module, "val")
 
+    @override
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._evaluate(trainer, pl_module, "test")

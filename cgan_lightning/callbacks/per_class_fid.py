@@ -167,9 +167,11 @@ class PerClassFID(Callback):
         if trainer.state.fn != TrainerFn.FITTING:
             self._table_due = (split, evaluated_epoch(trainer, self._checkpoint_epoch))
 
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._print_due_table(trainer)
 
+    @override
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._print_due_table(trainer)
 

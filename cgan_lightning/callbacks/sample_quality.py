@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
+from typing_extensions import override
 
 from cgan_lightning.callbacks.per_class_fid import PerClassFID
 from cgan_lightning.callbacks.schedule import (
@@ -116,17 +117,21 @@ class SampleQuality(Callback):
         self.last_reused: bool = False
         self.last_png: Path | None = None
 
+    @override
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         self._checkpoint_epoch = checkpoint.get("epoch")
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next fit / validate / test may use other data.
         self._real_split, self._train = None, None
 
+    @override
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if due(trainer, self.every_n_epochs):
             self._evaluate(trainer, pl_module, "val")
 
+    @override
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
             self._evaluate(trainer, pl_module, "test")

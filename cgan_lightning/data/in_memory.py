@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
+from typing_extensions import override
 
 from cgan_lightning.utilities.argument_checks import check_int
 
@@ -226,6 +227,7 @@ class InMemoryDataModule(LightningDataModule):
             self._splits[name] = (images.contiguous(), labels.long().contiguous())
         return self._splits[name]
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Read the splits this stage needs."""
         if stage in ("fit", None):
@@ -253,18 +255,23 @@ class InMemoryDataModule(LightningDataModule):
         return InMemoryBatches(images, labels, self.batch_size, shuffle=shuffle, drop_last=drop_last,
                                seed=self.seed, rank=rank, world_size=world_size)
 
+    @override
     def train_dataloader(self) -> InMemoryBatches:
         return self._batches("train", shuffle=True, drop_last=self.drop_last)
 
+    @override
     def val_dataloader(self) -> InMemoryBatches:
         return self._batches("test", shuffle=False, drop_last=False)
 
+    @override
     def test_dataloader(self) -> InMemoryBatches:
         return self._batches("test", shuffle=False, drop_last=False)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seed = state_dict.get("seed", self.seed)
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from typing_extensions import override
 
 from cgan_lightning.data.image_folder import stratified_split
 from cgan_lightning.data.image_ops import (
@@ -176,6 +177,7 @@ class TorchvisionDataModule(InMemoryDataModule):
             self._official[train] = (images, labels, classes)
         return self._official[train]
 
+    @override
     def prepare_data(self) -> None:
         """Let torchvision check (and when allowed, download) the files once before ``setup``."""
         for train in (True, False) if self.eval_fraction is None else (True,):
