@@ -112,7 +112,7 @@ class ImageClassifier(nn.Module):
         return self.features_and_logits(images)[1]
 
 
-#: Kept for code written against earlier versions: the classifier is no longer MNIST-specific.
+#: The same class under the name that the shipped MNIST weights and their docs use.
 MNISTClassifier = ImageClassifier
 
 
