@@ -5,12 +5,17 @@ from __future__ import annotations
 import time
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
 from cgan_lightning.callbacks.sample_quality import FAST_DEV_TRAIN_IMAGES
-from cgan_lightning.callbacks.schedule import FAST_DEV_REAL_BATCHES, check_every_n_epochs, due, is_fast_dev_run
+from cgan_lightning.callbacks.schedule import (
+    FAST_DEV_REAL_BATCHES,
+    ScheduledEvaluation,
+    check_every_n_epochs,
+    is_fast_dev_run,
+)
 from cgan_lightning.metrics.cas import accuracy_scores, class_hits, fit_classifier
 from cgan_lightning.metrics.classifier import MNISTClassifier
 from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
@@ -23,7 +28,7 @@ from cgan_lightning.metrics.sampling import (
 )
 
 
-class ClassificationAccuracyScore(Callback):
+class ClassificationAccuracyScore(ScheduledEvaluation):
     """CAS (Ravuri & Vinyals 2019): a fresh classifier trained on generated digits only, tested on real ones.
 
     When due (every ``every_n_epochs`` training epochs and after the last; on every ``validate`` / ``test``), it
@@ -74,16 +79,6 @@ class ClassificationAccuracyScore(Callback):
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._real = {}
-
-    @override
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if due(trainer, self.every_n_epochs):
-            self._evaluate(trainer, pl_module, "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._evaluate(trainer, pl_module, "test")
 
     def _fit(self, images: Tensor, labels: Tensor, num_classes: int, epochs: int) -> MNISTClassifier:
         return fit_classifier(images, labels, num_classes, epochs=epochs, batch_size=self.batch_size, lr=self.lr,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
@@ -14,8 +14,8 @@ from typing_extensions import override
 from cgan_lightning.callbacks.schedule import (
     FAST_DEV_REAL_BATCHES,
     FAST_DEV_SAMPLES_PER_CLASS,
+    ScheduledEvaluation,
     check_every_n_epochs,
-    due,
     evaluated_epoch,
     is_fast_dev_run,
     nan_scores_or_raise,
@@ -29,7 +29,7 @@ from cgan_lightning.metrics.sampling import evaluation_loader, image_label_batch
 from cgan_lightning.utilities.argument_checks import check_int
 
 
-class PerClassFID(Callback):
+class PerClassFID(ScheduledEvaluation):
     """For each label k, FID between generated and real images of class k, and the classifier's accuracy on them.
 
     Runs at the end of validation: during ``fit`` every ``every_n_epochs`` epochs (and after the last), and on
@@ -119,16 +119,6 @@ class PerClassFID(Callback):
     @override
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.on_validation_epoch_start(trainer, pl_module)
-
-    @override
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if due(trainer, self.every_n_epochs):
-            self._evaluate(trainer, pl_module, "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._evaluate(trainer, pl_module, "test")
 
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
         model = check_sampler(pl_module)

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from typing_extensions import override
 
 from cgan_lightning.callbacks.per_class_fid import PerClassFID
 from cgan_lightning.callbacks.schedule import (
     FAST_DEV_REAL_BATCHES,
+    ScheduledEvaluation,
     check_every_n_epochs,
-    due,
     evaluated_epoch,
     is_fast_dev_run,
 )
@@ -39,7 +39,7 @@ from cgan_lightning.utilities.lightning_internals import trainer_callbacks
 FAST_DEV_TRAIN_IMAGES = 256
 
 
-class SampleQuality(Callback):
+class SampleQuality(ScheduledEvaluation):
     """Fidelity, diversity and novelty of the generated digits, per class, in the shipped classifier's feature space.
 
     After validation (every ``every_n_epochs`` epochs during fit and after the last; on every ``validate`` /
@@ -125,16 +125,6 @@ class SampleQuality(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next fit / validate / test may use other data.
         self._real_split, self._train = None, None
-
-    @override
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if due(trainer, self.every_n_epochs):
-            self._evaluate(trainer, pl_module, "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._evaluate(trainer, pl_module, "test")
 
     # ------------------------------------------------------------------------------------------- internals
     def _setup(self, model: ConditionalSampler, device: torch.device) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from cgan_lightning.metrics.sample_checks import BadSamplesError
 
@@ -64,3 +66,24 @@ def nan_scores_or_raise(trainer: Any, error: BadSamplesError, keys: list[str], w
         raise error
     rank_zero_warn(f"{who}: logging nan at epoch {trainer.current_epoch}: {error}")
     return dict.fromkeys(keys, math.nan)
+
+
+class ScheduledEvaluation(Callback):
+    """An evaluation callback's schedule: after every ``every_n_epochs``-th validation (:func:`due`) and after
+    every test (sanity checks excluded), it calls :meth:`_evaluate` with the split, ``"val"`` or ``"test"``."""
+
+    every_n_epochs: int
+
+    def _evaluate(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
+        raise NotImplementedError
+
+    @override
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if due(trainer, self.every_n_epochs):
+            self._evaluate(trainer, pl_module, "val")
+
+    @override
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._evaluate(trainer, pl_module, "test")
+
