@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -21,7 +22,7 @@ from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerato
 from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
-from cgan_lightning.strategies.gan_ddp import allow_unused_parameters
+from cgan_lightning.strategies.gan_ddp import GANDDPStrategy, allow_unused_parameters
 from cgan_lightning.utilities.argument_checks import (
     ImageShape,
     as_label_tensor,
@@ -40,6 +41,7 @@ from cgan_lightning.utilities.checkpoint_files import (
     verify_checkpoint_file,
 )
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
+from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
 from cgan_lightning.utilities.lightning_internals import attached_trainer, log_every_n_steps
 from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
 
@@ -52,6 +54,10 @@ DiscriminatorFactory = Callable[[int, ImageShape], ConditionalDiscriminator]
 #: Batch-norm layers (public classes): their statistics would mix real and fake pairs in one forward.
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
                 nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
+
+#: Orders of the D and G updates within a batch (``ConditionalGAN(step_order=...)``).
+STEP_ORDERS = ("d_first", "g_first")
 
 
 def check_joint_d_forward(discriminator: nn.Module) -> None:
@@ -124,6 +130,12 @@ class ConditionalGAN(LightningModule):
         joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths, fewer,
             larger matrix products; equal to rounding, not bit for bit). Needs a D without batch norm (its
             statistics would mix real and fake) and without an auxiliary head.
+        step_order: ``"d_first"`` (default): each batch makes its D steps, then the G step against the updated D.
+            ``"g_first"``: the reference loop's order, a G step, then a D step on the same generated batch with D
+            as it was before G's update; one D forward of that batch then serves both updates (G's loss and D's
+            fake term read the same logits; each backward is restricted to its own network's parameters), so a
+            batch costs one D forward and one D weight-gradient pass fewer, with the reference's maths. Needs
+            ``d_steps_per_g_step=1``.
         compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
             compilation.
         augment: small-data option: differentiable augmentation of every image D sees, real and generated
@@ -160,6 +172,7 @@ class ConditionalGAN(LightningModule):
         r1_gamma: float = 0.0,
         ema_decay: float | None = None,
         joint_d_forward: bool = False,
+        step_order: str = "d_first",
         compile: bool = False,
         augment: list[str] | None = None,
         augment_p: float = 1.0,
@@ -184,6 +197,12 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         if d_steps_per_g_step < 1:
             raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
+        if step_order not in STEP_ORDERS:
+            raise ValueError(f"step_order must be one of {list(STEP_ORDERS)}, got {step_order!r}")
+        if step_order == "g_first" and d_steps_per_g_step != 1:
+            raise ValueError(f"step_order='g_first' makes one D step per G step on the same generated batch, but "
+                             f"d_steps_per_g_step={d_steps_per_g_step}: set d_steps_per_g_step=1 or "
+                             "step_order='d_first'")
         if len(image_shape) != 3 or min(image_shape) <= 0:
             raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape}")
         if class_names is not None:
@@ -237,6 +256,7 @@ class ConditionalGAN(LightningModule):
         if joint_d_forward:
             check_joint_d_forward(self.discriminator)
         self.joint_d_forward = joint_d_forward
+        self.step_order = step_order
         if compile:
             # In place (nn.Module.compile), after the EMA copy: parameter names and checkpoints stay the same.
             self.generator.compile()
@@ -352,8 +372,16 @@ class ConditionalGAN(LightningModule):
     # ------------------------------------------------------------------------------------------ training
     @override
     def setup(self, stage: str) -> None:
+        # Each optimizer step asks whether CUDA is available: without NVIDIA's driver, answer without a failed load.
+        skip_nvml_check_without_nvml()
         # Stock DDP must tolerate the frozen half of each step (GANDDPStrategy, the CLI's "ddp", needs nothing).
         allow_unused_parameters(self.trainer.strategy)
+        strategy = self.trainer.strategy
+        if self.step_order == "g_first" and isinstance(strategy, DDPStrategy) and not isinstance(strategy,
+                                                                                        GANDDPStrategy):
+            raise ValueError("step_order='g_first' makes two backwards per batch from one forward, which stock "
+                             "DDPStrategy can't reduce: use strategy='gan_ddp' (the cgan-lightning CLI maps 'ddp' to "
+                             "it) or step_order='d_first'")
 
     @override
     def on_fit_start(self) -> None:
@@ -397,8 +425,79 @@ class ConditionalGAN(LightningModule):
                 "Lower the learning rate or change the loss; earlier checkpoints are untouched."
             )
 
+    def _d_loss(self, real_logits: Tensor, fake_logits: Tensor, real_aux: Tensor | None, d_real: Tensor,
+                d_fake: Tensor, real_labels: Tensor) -> Tensor:
+        """D's loss: the adversarial term, the auxiliary loss on real pairs, the penalties and LeCam."""
+        d_loss = self.adversarial_loss.d_loss(real_logits, fake_logits)
+        if real_aux is not None:
+            d_loss = d_loss + real_aux
+        for penalty in self.d_penalties:
+            d_loss = d_loss + penalty(self.discriminator, d_real, d_fake, real_labels)
+        if self.lecam is not None:
+            d_loss = d_loss + self.lecam_weight * self.lecam(real_logits, fake_logits)
+        if self.d_augment is not None:
+            self.d_augment.observe(real_logits.detach())
+        return d_loss
+
+    def _log_step(self, d_loss: Tensor, g_loss: Tensor, real_logits: Tensor, fake_logits: Tensor, n: int,
+                  batch_idx: int) -> None:
+        self._log_train_metrics(
+            {
+                "train/d_loss": d_loss.detach(),
+                "train/g_loss": g_loss.detach(),
+                "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
+                "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+                **self._augment_metrics(),
+            },
+            n,
+            batch_idx,
+        )
+
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        if self.step_order == "g_first":
+            self._g_first_step(batch, batch_idx)
+        else:
+            self._d_first_step(batch, batch_idx)
+
+    def _g_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """The reference order with one D forward of the generated batch serving both updates.
+
+        G's step and D's step both see D's weights before either update and the same generated images, exactly
+        as the reference loop (which forwards the detached images through D a second time). Each backward is
+        restricted to its own network's parameters (``inputs=``): G's pass goes through D without computing D's
+        weight gradients, D's pass stops at the images. Both gradients exist before either step, so the two
+        ``step()`` calls commute.
+        """
+        real, real_labels = batch
+        opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
+        n = real.size(0)
+        fake, fake_labels = self._fake_batch(n)
+        d_real, d_fake = self._d_input(real), self._d_input(fake)
+        if self.joint_d_forward:
+            logits, _ = self._discriminate(torch.cat((d_real, d_fake)), torch.cat((real_labels, fake_labels)))
+            real_logits, fake_logits, real_aux, g_aux = logits[:n], logits[n:], None, None
+        else:
+            real_logits, real_aux = self._discriminate(d_real, real_labels)
+            fake_logits, g_aux = self._discriminate(d_fake, fake_labels)
+        g_loss = self.adversarial_loss.g_loss(fake_logits)
+        if g_aux is not None:
+            g_loss = g_loss + g_aux
+        d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels)
+        self._ensure_finite(g_loss, "generator", batch_idx)
+        self._ensure_finite(d_loss, "discriminator", batch_idx)
+        opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss, inputs=list(self.generator.parameters()), retain_graph=True)
+        self.manual_backward(d_loss, inputs=list(self.discriminator.parameters()))
+        opt_g.step()
+        opt_d.step()
+        if self.generator_ema is not None:
+            self.generator_ema.update(self.generator)
+        self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
+
+    def _d_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """``d_steps_per_g_step`` D steps, then one G step against the updated D."""
         real, real_labels = batch
         opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
         n = real.size(0)
@@ -419,15 +518,7 @@ class ConditionalGAN(LightningModule):
                 else:
                     real_logits, real_aux = self._discriminate(d_real, real_labels)
                     fake_logits, _ = self._discriminate(d_fake, d_fake_labels)
-                d_loss = self.adversarial_loss.d_loss(real_logits, fake_logits)
-                if real_aux is not None:
-                    d_loss = d_loss + real_aux
-                for penalty in self.d_penalties:
-                    d_loss = d_loss + penalty(self.discriminator, d_real, d_fake, real_labels)
-                if self.lecam is not None:
-                    d_loss = d_loss + self.lecam_weight * self.lecam(real_logits, fake_logits)
-                if self.d_augment is not None:
-                    self.d_augment.observe(real_logits.detach())
+                d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake, real_labels)
                 self._ensure_finite(d_loss, "discriminator", batch_idx)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
@@ -444,18 +535,7 @@ class ConditionalGAN(LightningModule):
             opt_g.step()
         if self.generator_ema is not None:
             self.generator_ema.update(self.generator)
-
-        self._log_train_metrics(
-            {
-                "train/d_loss": d_loss.detach(),
-                "train/g_loss": g_loss.detach(),
-                "train/d_real": torch.sigmoid(real_logits.detach()).mean(),
-                "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),
-                **self._augment_metrics(),
-            },
-            n,
-            batch_idx,
-        )
+        self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
 
     @override
     def on_train_epoch_start(self) -> None:

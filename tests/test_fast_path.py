@@ -116,6 +116,97 @@ def test_joint_d_forward_matches_separate_forwards(fake_mnist_dir: Path, tmp_pat
         assert got == pytest.approx(want, rel=1e-4)
 
 
+# --------------------------------------------------------------------------- step_order="g_first" (shared D pass)
+class NaiveReferenceOrder(ConditionalGAN):
+    """The reference loop's order written out as the seed does: a G step (D frozen), then a D step that forwards
+    the detached generated batch through D a second time, with D's weights still those from before G's step."""
+
+    def _g_first_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real, real_labels = batch
+        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        fake, fake_labels = self._fake_batch(real.size(0))
+        with self.toggled_optimizer(opt_g):
+            g_loss = self.adversarial_loss.g_loss(self.discriminator(fake, fake_labels))
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            opt_g.step()
+        with self.toggled_optimizer(opt_d):
+            real_logits = self.discriminator(real, real_labels)
+            fake_logits = self.discriminator(fake.detach(), fake_labels)
+            d_loss = self.adversarial_loss.d_loss(real_logits, fake_logits)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+        self._log_step(d_loss, g_loss, real_logits, fake_logits, real.size(0), batch_idx)
+
+
+def _fit_model(model: ConditionalGAN, data_dir: Path, root: Path, callbacks: list[Callback]) -> None:
+    trainer = Trainer(default_root_dir=root, max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
+                      accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks,
+                      log_every_n_steps=1)
+    trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=16))
+
+
+def test_g_first_shared_d_forward_equals_the_reference_order(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    shared, naive = LossRecorder(), LossRecorder()
+    seed_everything(3)
+    model = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, step_order="g_first")
+    _fit_model(model, fake_mnist_dir, tmp_path / "a", [shared])
+    seed_everything(3)
+    reference = NaiveReferenceOrder(latent_dim=8, generator=TINY_G, discriminator=TINY_D, step_order="g_first")
+    _fit_model(reference, fake_mnist_dir, tmp_path / "b", [naive])
+    assert len(shared.losses) == 13
+    # The same products in the same order, one D forward fewer: the same numbers.
+    for got, want in zip(shared.losses, naive.losses, strict=True):
+        assert got == pytest.approx(want, rel=1e-6)
+    assert _max_weight_difference(model, reference) < 1e-6
+
+
+def test_g_first_differs_from_d_first(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    # D-first lets G see the updated D: another algorithm, so the weights after one epoch differ.
+    g_first, _ = _fit(fake_mnist_dir, tmp_path / "a", step_order="g_first")
+    d_first, _ = _fit(fake_mnist_dir, tmp_path / "b")
+    assert _max_weight_difference(g_first, d_first) > 1e-4
+
+
+class BackwardRecorder(ConditionalGAN):
+    """Records, after each backward of a step, which networks hold gradients and G's gradients' values."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.after_backward: list[tuple[bool, bool, list[torch.Tensor]]] = []
+
+    def manual_backward(self, loss: torch.Tensor, *args: object, **kwargs: object) -> None:
+        super().manual_backward(loss, *args, **kwargs)
+        if len(self.after_backward) < 2:
+            self.after_backward.append((
+                any(p.grad is not None for p in self.generator.parameters()),
+                any(p.grad is not None for p in self.discriminator.parameters()),
+                [p.grad.clone() for p in self.generator.parameters() if p.grad is not None],
+            ))
+
+
+def test_g_first_backwards_train_each_network_with_its_own_loss_only(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    seed_everything(3)
+    model = BackwardRecorder(latent_dim=8, generator=TINY_G, discriminator=TINY_D, step_order="g_first",
+                             joint_d_forward=True, r1_gamma=1.0, lecam_weight=0.1)
+    _fit_model(model, fake_mnist_dir, tmp_path, [])
+    (g_has, d_has, g_grads), (_, d_has_after, g_grads_after) = model.after_backward
+    assert g_has and not d_has  # G's loss: gradients for G only (through D, without D's weight gradients)
+    assert d_has_after  # D's loss: D's gradients...
+    for before, after in zip(g_grads, g_grads_after, strict=True):
+        assert torch.equal(before, after)  # ...and G's untouched (D's loss stops at the generated images)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"step_order": "both"}, "step_order must be one of"),
+                                                 ({"step_order": "g_first", "d_steps_per_g_step": 2},
+                                                  "d_steps_per_g_step=2")])
+def test_step_order_refuses_what_it_cannot_do(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConditionalGAN(**kwargs)
+
+
 class BatchNormD(nn.Module):
     def __init__(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         super().__init__()

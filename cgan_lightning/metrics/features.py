@@ -34,6 +34,10 @@ INCEPTION_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/down
 FeatureChoice = Literal["classifier", "inception"]
 
 
+#: Images per classifier forward on a CPU (ClassifierFeatures splits larger batches).
+CPU_CHUNK = 256
+
+
 def to_unit_float(images: Tensor) -> Tensor:
     """uint8 ``0..255`` or float ``[-1, 1]`` images -> float ``[-1, 1]``."""
     if images.dtype == torch.uint8:
@@ -80,8 +84,8 @@ class ClassifierFeatures(_FrozenExtractor):
             classifier = load_classifier(classifier)
         elif not isinstance(classifier, ImageClassifier):
             raise TypeError(f"classifier must be an ImageClassifier, a weights path or None, got {type(classifier)}")
-        # Batch norm folded into the convs: the same features, less work per image.
-        self.classifier = classifier.fuse_batch_norm()
+        # Batch norm folded into the convs, channels-last weights: the same features, less work per image.
+        self.classifier = classifier.fuse_batch_norm().to(memory_format=torch.channels_last)
         self.num_features = classifier.feature_dim
         self.num_classes = classifier.num_classes
         self.image_shape = classifier.image_shape
@@ -92,7 +96,13 @@ class ClassifierFeatures(_FrozenExtractor):
     @torch.no_grad()
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Features ``[B, num_features]`` and logits ``[B, num_classes]`` from one forward pass."""
-        return self.classifier.features_and_logits(to_unit_float(images))
+        images = to_unit_float(images).contiguous(memory_format=torch.channels_last)
+        if images.device.type != "cpu" or images.size(0) <= CPU_CHUNK:
+            return self.classifier.features_and_logits(images)
+        # On a CPU, chunks whose activations stay in cache run about twice as fast as one large batch.
+        features, logits = zip(*(self.classifier.features_and_logits(chunk) for chunk in images.split(CPU_CHUNK)),
+                               strict=True)
+        return torch.cat(features), torch.cat(logits)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.features_and_logits(images)[0]

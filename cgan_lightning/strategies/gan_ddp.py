@@ -166,11 +166,25 @@ class GANDDPStrategy(DDPStrategy):
             broadcast_from_rank_zero(list(self.model.parameters()) + list(self.model.buffers()))
 
     @override
+    def backward(self, closure_loss: Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> Tensor:
+        # A backward restricted with ``inputs=`` (ConditionalGAN(step_order="g_first")) trains exactly those.
+        self._backward_inputs = kwargs.get("inputs")
+        try:
+            return super().backward(closure_loss, optimizer, *args, **kwargs)
+        finally:
+            self._backward_inputs = None
+
+    @override
     def post_backward(self, closure_loss: Tensor) -> None:
-        """Average the gradients of the parameters that require grad (the network this backward trained)."""
+        """Average the gradients this backward produced: of its ``inputs=`` if given, else of the parameters that
+        require grad (the network ``toggled_optimizer`` left trainable)."""
         if self._is_multiprocess():
             assert self.lightning_module is not None
-            params = [p for p in self.lightning_module.parameters() if p.requires_grad]
+            inputs = getattr(self, "_backward_inputs", None)
+            if inputs is not None:
+                params = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            else:
+                params = [p for p in self.lightning_module.parameters() if p.requires_grad]
             if params:
                 average_gradients(params, self.world_size)
 

@@ -1,0 +1,145 @@
+"""End to end, as users run it: ``cgan-lightning fit`` with shipped configs against the seed's loop (not a test).
+
+Every run is a fresh process timed by wall clock from launch to exit. Start-up (imports, data loading, compile
+warm-up) is cancelled by timing each side twice, for ``--epochs`` epochs and for 1 epoch: the difference is
+the cost of ``epochs - 1`` epochs beyond start-up, everything an epoch does included (training, validation,
+the evidence callbacks on their schedule, checkpoints, logging). Sides alternate within each round (the machines
+are shared and noisy); the table gives per-side medians over the rounds, the median of the per-round ratios
+(seed loop time / side time: above 1 is faster than the seed loop) and each side's median peak RSS (the
+``epochs`` run's ``ru_maxrss``, from ``wait4``).
+
+- ``seed``: the seed's loop as its design writes it (``benchmarks/train_throughput.py``'s reference worker:
+  torchvision MNIST with per-image transforms, a shuffled ``DataLoader``, the MLPs, ``BCELoss``, Adam).
+- every ``--side NAME=ARGS``: ``cgan-lightning fit ARGS`` plus the data and output-folder arguments.
+
+Examples::
+
+    python benchmarks/end_to_end.py                       # the four default sides, 5 rounds, 11 vs 1 epochs
+    python benchmarks/end_to_end.py --rounds 3 --side fast="--config examples/fast.yaml"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
+
+#: The sides timed by default: the shipped configs as shipped (only the epochs, data and output folder set).
+DEFAULT_SIDES = {
+    "reference.yaml (evidence callbacks)": "--config examples/reference.yaml",
+    "fast.yaml (float32)": "--config examples/fast.yaml",
+    "fast.yaml --trainer.precision bf16-mixed": "--config examples/fast.yaml --trainer.precision bf16-mixed",
+}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def timed_process(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Run ``cmd`` to completion; return (wall seconds, peak RSS in MiB). Raises if it fails."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} exited with {proc.returncode}; its output is in {log}:\n"
+                           + log.read_text()[-3000:])
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def seed_command(epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
+    return [sys.executable, str(SEED_LOOP), "--worker", "reference", "--result", str(work / "seed.json"),
+            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", args.data_dir]
+
+
+def library_command(side_args: str, epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
+    script = Path(sys.executable).with_name("cgan-lightning")  # the console script users run, in this venv
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
+    cli = [*launcher, "fit", *shlex.split(side_args)]
+    return cli + [f"--data.data_dir={args.data_dir}", "--data.download=false", f"--trainer.max_epochs={epochs}",
+                  f"--trainer.default_root_dir={work}"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR), help="folder holding MNIST/raw/")
+    p.add_argument("--epochs", type=int, default=11, help="epochs of the long run (the short run has 1)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--side", action="append", default=[], metavar="NAME=ARGS",
+                   help="a library side: its name, '=', then the `cgan-lightning fit` arguments (repeatable; "
+                        "default: the shipped reference and fast configs, fast also in bf16-mixed)")
+    args = p.parse_args(argv)
+    if args.epochs < 2:
+        p.error(f"--epochs must be at least 2 (the short run has 1 epoch), got {args.epochs}")
+    sides = dict(DEFAULT_SIDES)
+    if args.side:
+        sides = {}
+        for spec in args.side:
+            name, sep, side_args = spec.partition("=")
+            if not sep or not name:
+                p.error(f"--side takes NAME=ARGS, got {spec!r}")
+            sides[name] = side_args
+    args.sides = sides
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    names = ["seed loop", *args.sides]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    rss: dict[str, list[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="cgan_e2e_") as tmp:
+        for round_ in range(args.rounds):
+            # Alternate the order each round so that neither side always runs first on a warmed-up machine.
+            order = names if round_ % 2 == 0 else names[::-1]
+            for name in order:
+                spent = {}
+                for epochs in (1, args.epochs):
+                    work = Path(tmp) / f"r{round_}_{len(seconds[name])}_{epochs}_{names.index(name)}"
+                    work.mkdir()
+                    cmd = (seed_command(epochs, args, work) if name == "seed loop"
+                           else library_command(args.sides[name], epochs, args, work))
+                    spent[epochs], peak = timed_process(cmd, work / "output.log")
+                seconds[name].append(spent[args.epochs] - spent[1])
+                rss[name].append(peak)
+                print(f"round {round_ + 1}/{args.rounds}  {name:45s} {seconds[name][-1]:7.2f} s "
+                      f"({spent[args.epochs]:.1f} - {spent[1]:.1f}), peak RSS {peak:.0f} MiB", flush=True)
+            for name in names:
+                ratios[name].append(seconds["seed loop"][-1] / seconds[name][-1])
+
+    seed_rss = statistics.median(rss["seed loop"])
+    print(f"\n{date.today()}  {cpu_model()}, {os.cpu_count()} cores, "
+          f"{args.rounds} rounds, {args.epochs} epochs minus 1 epoch, data {args.data_dir}")
+    print(f"\n| what ran | {args.epochs - 1} epochs beyond start-up (median) | vs seed loop (median ratio) "
+          "| peak RSS (median) | RSS vs seed loop |")
+    print("|---|---:|---:|---:|---:|")
+    for name in names:
+        med_rss = statistics.median(rss[name])
+        print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {statistics.median(ratios[name]):.2f}x "
+              f"| {med_rss:.0f} MiB | {med_rss / seed_rss:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
