@@ -14,8 +14,9 @@ are shared and noisy); the table gives per-side medians over the rounds, the med
 
 Examples::
 
-    python benchmarks/end_to_end.py                       # the four default sides, 5 rounds, 11 vs 1 epochs
-    python benchmarks/end_to_end.py --rounds 3 --side fast="--config examples/fast.yaml"
+    python benchmarks/end_to_end.py                       # the default sides, 5 rounds, 11 vs 1 epochs
+    python benchmarks/end_to_end.py --rounds 3 --side fast="--config examples/fast.yaml" \
+        --side bf16="--config examples/fast.yaml --trainer.precision bf16-mixed"
 """
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
 
-#: The sides timed by default: the shipped configs as shipped (only the epochs, data and output folder set).
+#: The sides timed by default: the shipped configs as shipped (only the epochs, data and output folder set), and
+#: the reference config without its evidence callbacks (the same progress bar), which tells what the evidence costs.
+NO_EVIDENCE = ("'--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.TQDMProgressBar, "
+               "init_args: {refresh_rate: 10}}]'")
 DEFAULT_SIDES = {
-    "reference.yaml (evidence callbacks)": "--config examples/reference.yaml",
-    "fast.yaml (float32)": "--config examples/fast.yaml",
-    "fast.yaml --trainer.precision bf16-mixed": "--config examples/fast.yaml --trainer.precision bf16-mixed",
+    "`reference.yaml` (with its evidence callbacks)": "--config examples/reference.yaml",
+    "`reference.yaml` without the evidence callbacks": f"--config examples/reference.yaml {NO_EVIDENCE}",
+    "`fast.yaml` (float32)": "--config examples/fast.yaml",
 }
+#: bf16 autocast, timed where the CPU multiplies bfloat16 natively (AVX-512 BF16 / AMX); add it with ``--side``.
+BF16_SIDE = "--config examples/fast.yaml --trainer.precision bf16-mixed"
 
 
 def cpu_model() -> str:
@@ -89,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--side", action="append", default=[], metavar="NAME=ARGS",
                    help="a library side: its name, '=', then the `cgan-lightning fit` arguments (repeatable; "
                         "default: the shipped reference and fast configs, fast also in bf16-mixed)")
+    p.add_argument("--with_bf16", action="store_true",
+                   help="also time `fast.yaml --trainer.precision bf16-mixed` (slow where bf16 is emulated)")
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error(f"--epochs must be at least 2 (the short run has 1 epoch), got {args.epochs}")
@@ -100,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if not sep or not name:
                 p.error(f"--side takes NAME=ARGS, got {spec!r}")
             sides[name] = side_args
+    if args.with_bf16:
+        sides["`fast.yaml --trainer.precision bf16-mixed`"] = BF16_SIDE
     args.sides = sides
     return args
 
@@ -139,6 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         med_rss = statistics.median(rss[name])
         print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {statistics.median(ratios[name]):.2f}x "
               f"| {med_rss:.0f} MiB | {med_rss / seed_rss:.2f}x |")
+    with_evidence, without = (f"`reference.yaml` {part}" for part in ("(with its evidence callbacks)",
+                                                                      "without the evidence callbacks"))
+    if with_evidence in seconds and without in seconds:
+        shares = [a / b - 1 for a, b in zip(seconds[with_evidence], seconds[without], strict=True)]
+        print(f"\nThe evidence callbacks cost {100 * statistics.median(shares):.1f}% of the training time "
+              f"(median over rounds; rounds {', '.join(f'{100 * x:.1f}%' for x in shares)}).")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Lightning's DDP launcher re-runs this script once per extra rank, so every phase
 2. The same command resumed from that run's ``last.ckpt`` for one more epoch.
 3. ``Trainer(strategy="ddp")`` from Python: stock DDPStrategy, which the module switches to
    ``find_unused_parameters=True``.
+4. The CLI again for one epoch with ``--model.step_order g_first`` (in ``OUT/g_first``).
 
 Each rank saves ``<phase>_rank<r>.pt`` in OUT; the test compares the ranks.
 """
@@ -100,6 +101,10 @@ def main(out: Path, data: Path, classifier: Path) -> None:
     state = model_state(trainer)
     state["find_unused_parameters"] = (ddp_wrapper_kwargs(trainer.strategy) or {}).get("find_unused_parameters")
     torch.save(state, out / f"stock_rank{trainer.global_rank}.pt")
+    # The reference order with one shared D forward: two backwards per batch, each averaged over its own network.
+    (out / "g_first").mkdir(exist_ok=True)
+    run_cli(out / "g_first", data, "g_first", ["--trainer.max_epochs=1", "--model.step_order=g_first",
+                                               "--model.joint_d_forward=true"])
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
         phase: [torch.load(out / f"{phase}_rank{r}.pt", weights_only=False) for r in range(2)]
         for phase in ("fit", "resume", "stock")
     }
+    snapshots["g_first"] = [torch.load(out / "g_first" / f"g_first_rank{r}.pt", weights_only=False) for r in range(2)]
     snapshots["out"] = out  # type: ignore[assignment]
     snapshots["root"] = root  # type: ignore[assignment]
     return snapshots
@@ -212,3 +213,25 @@ def test_stock_ddp_static_graph_is_refused() -> None:
     gan = GANDDPStrategy()
     allow_unused_parameters(gan)  # left alone
     assert not getattr(gan, "_ddp_kwargs", {})
+
+
+@pytest.mark.slow
+def test_g_first_under_gan_ddp_averages_both_backwards(ddp_run: dict[str, Any]) -> None:
+    rank0, rank1 = ddp_run["g_first"]
+    assert rank0["strategy"] == "GANDDPStrategy" and rank0["global_step"] == 10  # 5 batches x 2 steps
+    # The ranks trained on different shards: equal weights and Adam moments mean both networks' gradients were
+    # averaged (G's after its backward, D's after the other).
+    assert rank0["seen"][0] != rank1["seen"][0]
+    assert_same_tensors(rank0["state_dict"], rank1["state_dict"])
+    assert_same_optimizers(rank0["optimizers"], rank1["optimizers"])
+
+
+def test_g_first_refuses_stock_ddp() -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    model = ConditionalGAN(step_order="g_first")
+    model._trainer = SimpleNamespace(strategy=DDPStrategy(find_unused_parameters=True))  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="strategy='gan_ddp'"):
+        model.setup("fit")
