@@ -245,8 +245,9 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
 def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     """The fast path's maths in a bare PyTorch loop: what the library would reach with no framework cost.
 
-    The library's networks, losses and in-memory batches, fused Adam, real and fake through D in one forward,
-    D step then G step with D frozen for the latter; no Lightning, no logging, no checks.
+    The library's networks, losses and in-memory batches, fused Adam, and ``examples/fast.yaml``'s step: the
+    reference order (G step, then D step on the same generated batch) with one D forward of real and generated
+    pairs serving both updates, each backward restricted to its own network; no Lightning, no logging, no checks.
     """
     import torch
 
@@ -259,9 +260,10 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     data.setup("fit")
     loader = data.train_dataloader()
     generator, discriminator = MLPGenerator().to(device), MLPDiscriminator().to(device)
+    g_params, d_params = list(generator.parameters()), list(discriminator.parameters())
     adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True}
-    opt_g = torch.optim.Adam(generator.parameters(), **adam)
-    opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
+    opt_g = torch.optim.Adam(g_params, **adam)
+    opt_d = torch.optim.Adam(d_params, **adam)
     seen, start, cpu_start, batches = 0, None, 0.0, 0
     for epoch in range(args.epochs):
         loader.set_epoch(epoch)
@@ -273,17 +275,15 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             n = real.size(0)
             fake_labels = torch.randint(0, 10, (n,), device=device)
             fake = generator(torch.randn(n, 100, device=device), fake_labels)
-            discriminator.requires_grad_(True)
-            logits = discriminator(torch.cat((real, fake.detach())), torch.cat((labels, fake_labels)))
+            logits = discriminator(torch.cat((real, fake)), torch.cat((labels, fake_labels)))
+            g_loss = bce_g_loss(logits[n:])
             d_loss = bce_d_loss(logits[:n], logits[n:])
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            discriminator.requires_grad_(False)
-            g_loss = bce_g_loss(discriminator(fake, fake_labels))
             opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            opt_d.zero_grad(set_to_none=True)
+            torch.autograd.backward(g_loss, inputs=g_params, retain_graph=True)
+            torch.autograd.backward(d_loss, inputs=d_params)
             opt_g.step()
+            opt_d.step()
             batches += 1
             seen += n
     return timed_result(args, device, start, cpu_start, seen, batches)
