@@ -69,7 +69,8 @@ def _marked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 @contextlib.contextmanager
 def marked_wrappers() -> Iterator[None]:
     """Mark Lightning's per-step wrappers for the profiler (restored on exit)."""
-    patches = [(LightningModule, "log", "self.log"), (LightningModule, "log_dict", "self.log"),
+    # log_dict calls log: marking log alone counts each call once.
+    patches = [(LightningModule, "log", "self.log"),
                (LightningModule, "manual_backward", "manual_backward"),
                (LightningOptimizer, "step", "LightningOptimizer.step")]
     originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--trainer.max_epochs=100", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
                 "--checkpoint.save_top_k=0", "--checkpoint.save_last=false", "--trainer.logger=false",
                 f"--trainer.default_root_dir={REPO / 'runs' / 'profile_step'}", *args.extra]
+    sys.argv = sys.argv[:1]  # the CLI parses cli_args only (LightningCLI warns when both are given)
     cli = build_cli(cli_args, run=False)  # run=False: the fit subcommand's parser, nothing run yet
     cli.trainer.callbacks.append(profiler)
     with marked_wrappers():

@@ -25,7 +25,7 @@ from lightning.pytorch.accelerators import Accelerator
 from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import override
 
 from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
@@ -62,7 +62,7 @@ def broadcast_from_rank_zero(tensors: Iterable[Tensor]) -> None:
 
 
 @torch.no_grad()
-def average_gradients(params: Iterable[nn.Parameter], world_size: int) -> None:
+def average_gradients(params: Iterable[Tensor], world_size: int) -> None:
     """Replace each parameter's gradient by its mean over all ranks: one ``all_reduce`` per (device, dtype).
 
     As DDP with ``find_unused_parameters``: a rank with no gradient for a parameter contributes zeros, and a
@@ -154,6 +154,8 @@ class GANDDPStrategy(DDPStrategy):
             timeout=timeout,
             start_method=start_method,
         )
+        #: The ``inputs=`` of the backward in progress (``None``: not restricted).
+        self._backward_inputs: Tensor | Iterable[Tensor] | None = None
 
     def _is_multiprocess(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
@@ -180,7 +182,7 @@ class GANDDPStrategy(DDPStrategy):
         require grad (the network ``toggled_optimizer`` left trainable)."""
         if self._is_multiprocess():
             assert self.lightning_module is not None
-            inputs = getattr(self, "_backward_inputs", None)
+            inputs = self._backward_inputs
             if inputs is not None:
                 params = [inputs] if isinstance(inputs, Tensor) else list(inputs)
             else:
