@@ -22,9 +22,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -33,6 +31,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
@@ -50,14 +50,6 @@ DEFAULT_SIDES = {
 #: bf16 autocast, timed where the CPU multiplies bfloat16 natively (AVX-512 BF16 / AMX); add it with ``--side``.
 BF16_SIDE = "--config examples/fast.yaml --trainer.precision bf16-mixed"
 
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def timed_process(cmd: list[str], log: Path) -> tuple[float, float]:

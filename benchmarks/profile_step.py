@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import functools
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from machine import cpu_model
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
@@ -47,14 +47,6 @@ MATMUL = {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul_out"}
 SYNCS = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
 MARKS = ("self.log", "manual_backward", "LightningOptimizer.step")
 
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _marked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
