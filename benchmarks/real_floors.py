@@ -58,6 +58,13 @@ def main() -> None:
     # Memorization floor: one half of the evaluation split scored against thresholds set by the other half.
     half = torch.arange(len(eval_labels)) % 2 == 0
     mem = memorization(eval_f[half], eval_labels[half], train_f, eval_f[~half], eval_labels[~half], k).scores
+    # Coverage grows with the number of samples scored per real one: the callbacks score as many generated images
+    # per class as the evaluation split holds, so the matched floor pits the two halves of that split (1:1).
+    halves = PerClassPRDC(k)
+    halves.update(eval_f[half], eval_labels[half], real=True)
+    halves.update(eval_f[~half], eval_labels[~half], real=False)
+    matched = {f"{key} (halves of eval, 1:1)": value for key, value in halves.compute().items()
+               if key.endswith("/mean") or key.startswith("coverage/")}
     results = {**scores.compute(), **prdc.compute(), **kid.compute(), **mem}
     feature_seconds = time.perf_counter() - start
 
@@ -71,6 +78,7 @@ def main() -> None:
     print(per_class_table({f"val/{key}": value for key, value in results.items()}))
     print("means: " + ", ".join(f"{key} {value:.4f}" for key, value in sorted(results.items())
                                  if key.endswith(("/mean", "/overall", "/worst"))))
+    print("matched counts: " + ", ".join(f"{key} {value:.4f}" for key, value in matched.items()))
     print(f"features + FID/KID/PRDC/memorization: {feature_seconds:.1f} s; CAS ({args.cas_epochs} epochs on "
           f"{len(train_labels)} images, tested on {len(eval_labels)}): {cas_seconds:.1f} s")
 

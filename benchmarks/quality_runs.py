@@ -1,0 +1,172 @@
+"""The small-data quality runs and their ablation: ``cgan-lightning fit`` per variant and seed (not a test).
+
+Each run is ``cgan-lightning fit --config examples/mnist.yaml`` (the recommended config) plus the variant's
+arguments, for ``--epochs`` epochs of the data module's training split, with the whole evidence bundle
+(``PerClassFID``, ``SampleQuality``, ``ClassificationAccuracyScore``) evaluated once, after the last epoch, and a
+``CSVLogger`` whose final ``val/`` row is read back. The seed's loop (``benchmarks/train_throughput.py``'s
+reference worker) runs the same epochs in the same pool, so the wall-time ratio is measured side by side.
+
+Variants (``--variants`` picks some; each adds one small-data option to the recommended config, ``all``
+every one, as ``examples/mnist_small_data.yaml`` does):
+
+- ``best``: ``examples/mnist.yaml`` as shipped;
+- ``diffaugment``: ``--model.augment [translation, cutout]`` (probability 1);
+- ``ada``: the same transforms, their probability adapted (``--model.ada_target 0.6``);
+- ``lecam``: ``--model.lecam_weight 0.3``;
+- ``all``: ``examples/mnist_small_data.yaml``.
+- ``wide``: the recommended config with twice the channels in G and D (``base_channels`` 64).
+
+Example (two runs at a time, one thread each, three seeds of two variants, one seed of the others)::
+
+    python benchmarks/quality_runs.py --variants best all --seeds 42 1 2 --jobs 2
+    python benchmarks/quality_runs.py --variants diffaugment ada lecam --seeds 42 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+from machine import cpu_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
+AUGMENT = "--model.augment=[translation, cutout]"
+VARIANTS: dict[str, list[str]] = {
+    "best": ["--config", "examples/mnist.yaml"],
+    "diffaugment": ["--config", "examples/mnist.yaml", AUGMENT, "--model.augment_p=1.0"],
+    "ada": ["--config", "examples/mnist.yaml", AUGMENT, "--model.ada_target=0.6", "--model.ada_kimg=100"],
+    "lecam": ["--config", "examples/mnist.yaml", "--model.lecam_weight=0.3"],
+    "all": ["--config", "examples/mnist_small_data.yaml"],
+    "wide": ["--config", "examples/mnist.yaml", "--model.generator.init_args.base_channels=64",
+             "--model.discriminator.init_args.base_channels=64"],
+}
+#: The metrics in the summary table: (metric, aggregate over classes). "min" columns take the worst class.
+SUMMARY = (("fid/mean", "mean"), ("fid/worst", "mean"), ("acc/mean", "mean"), ("cas/mean", "mean"),
+           ("cas/real", "mean"), ("coverage/class_", "min"), ("coverage/mean", "mean"), ("recall/mean", "mean"),
+           ("precision/mean", "mean"), ("kid/mean", "mean"), ("memorization/mean", "mean"))
+
+
+def evidence_fragment(epochs: int) -> str:
+    """The evidence bundle, evaluated after the last epoch only (``every_n_epochs`` = ``epochs``)."""
+    return f"""trainer:
+  callbacks:
+    - class_path: cgan_lightning.callbacks.PerClassFID
+      init_args: {{every_n_epochs: {epochs}, samples_per_class: 1000, seed: 0}}
+    - class_path: cgan_lightning.callbacks.SampleQuality
+      init_args: {{every_n_epochs: {epochs}, samples_per_class: 1000, seed: 0, nearest_k: 5}}
+    - class_path: cgan_lightning.callbacks.ClassificationAccuracyScore
+      init_args: {{every_n_epochs: {epochs}, epochs: 3}}
+"""
+
+
+def final_metrics(log_dir: Path) -> dict[str, float]:
+    """The last logged value of every ``val/`` metric in the run's ``metrics.csv``."""
+    found: dict[str, float] = {}
+    for path in sorted(log_dir.rglob("metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                found.update({k: float(v) for k, v in row.items() if k.startswith("val/") and v not in ("", None)})
+    return found
+
+
+def run(name: str, cmd: list[str], work: Path, threads: int) -> dict[str, object]:
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with (work / "output.log").open("w") as out:
+        code = subprocess.call(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"{name}: {shlex.join(cmd)} exited with {code}; see {work / 'output.log'}")
+    result: dict[str, object] = {"name": name, "seconds": seconds, "command": shlex.join(cmd)}
+    if name != "seed loop":
+        result["metrics"] = final_metrics(work)
+    print(f"{date.today()} {name:28s} {seconds:7.1f} s", flush=True)
+    return result
+
+
+def library_command(variant: str, seed: int, args: argparse.Namespace, work: Path, fragment: Path) -> list[str]:
+    script = Path(sys.executable).with_name("cgan-lightning")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
+    return [*launcher, "fit", *VARIANTS[variant], "--config", str(fragment), f"--seed_everything={seed}",
+            f"--data.data_dir={args.data_dir}", "--data.download=false", f"--trainer.max_epochs={args.epochs}",
+            f"--trainer.default_root_dir={work}", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+            f"--trainer.logger.save_dir={work}"]
+
+
+def seed_command(args: argparse.Namespace, work: Path) -> list[str]:
+    return [sys.executable, str(SEED_LOOP), "--worker", "reference", "--result", str(work / "seed.json"),
+            "--root_dir", str(work), "--epochs", str(args.epochs), "--warmup_batches", "0",
+            "--data_dir", args.data_dir]
+
+
+def summarize(results: list[dict[str, object]], args: argparse.Namespace) -> None:
+    seed_seconds = [float(r["seconds"]) for r in results if r["name"] == "seed loop"]  # type: ignore[arg-type]
+    print(f"\n{date.today()}  {cpu_model()}, {os.cpu_count()} cores, {args.jobs} runs at a time with "
+          f"{args.threads} thread(s) each, {args.epochs} epochs, data {args.data_dir}")
+    header = ["run", *(m.rstrip("_") + (" (worst class)" if how == "min" else "") for m, how in SUMMARY),
+              "wall time", "vs seed loop"]
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    seed_median = statistics.median(seed_seconds) if seed_seconds else float("nan")
+    for r in results:
+        metrics: dict[str, float] = r.get("metrics", {})  # type: ignore[assignment]
+        cells = []
+        for metric, how in SUMMARY:
+            values = [v for k, v in metrics.items() if k == f"val/{metric}" or
+                      (how == "min" and k.startswith(f"val/{metric}"))]
+            cells.append(f"{min(values):.3f}" if values else "-")
+        seconds = float(r["seconds"])  # type: ignore[arg-type]
+        print(f"| {r['name']} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min | {seconds / seed_median:.1f}x |")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["best", "all"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR), help="folder holding MNIST/raw/")
+    p.add_argument("--out", default="runs/quality", help="folder for the runs and results.jsonl")
+    p.add_argument("--no_seed_loop", action="store_true", help="skip the seed loop's run")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.jobs < 1 or args.threads < 1:
+        p.error("--epochs, --jobs and --threads must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    fragment = out / "evidence_after_last_epoch.yaml"
+    fragment.write_text(evidence_fragment(args.epochs))
+    tasks = [] if args.no_seed_loop else [("seed loop", seed_command(args, out / "seed_loop"), out / "seed_loop")]
+    for seed in args.seeds:
+        for variant in args.variants:
+            work = out / f"{variant}_seed{seed}"
+            tasks.append((f"{variant} seed {seed}", library_command(variant, seed, args, work, fragment), work))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run, name, cmd, work, args.threads) for name, cmd, work in tasks]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            with (out / "results.jsonl").open("a") as f:
+                f.write(json.dumps(results[-1]) + "\n")
+    summarize(results, args)
+
+
+if __name__ == "__main__":
+    main()
