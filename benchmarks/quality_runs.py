@@ -133,7 +133,9 @@ def summarize(results: list[dict[str, object]], args: argparse.Namespace) -> Non
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["best", "all"])
+    p.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=["best", "all"])
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                   help="a further variant: its name, '=', then `cgan-lightning fit` arguments (repeatable)")
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
@@ -144,6 +146,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.jobs < 1 or args.threads < 1:
         p.error("--epochs, --jobs and --threads must be at least 1")
+    for spec in args.variant:
+        name, sep, variant_args = spec.partition("=")
+        if not sep or not name or name in VARIANTS:
+            p.error(f"--variant takes NAME=ARGS with a new NAME, got {spec!r}")
+        VARIANTS[name] = shlex.split(variant_args)
+        args.variants.append(name)
     return args
 
 
