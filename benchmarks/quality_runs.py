@@ -14,7 +14,7 @@ every one, as ``examples/mnist_small_data.yaml`` does):
 - ``ada``: the same transforms, their probability adapted (``--model.ada_target 0.6``);
 - ``lecam``: ``--model.lecam_weight 0.3``;
 - ``all``: ``examples/mnist_small_data.yaml``.
-- ``wide``: the recommended config with twice the channels in G and D (``base_channels`` 64).
+- ``wide``: ``examples/mnist_wide.yaml``, the recommended config with twice the channels in G and D.
 
 Example (two runs at a time, one thread each, three seeds of two variants, one seed of the others)::
 
@@ -49,8 +49,7 @@ VARIANTS: dict[str, list[str]] = {
     "ada": ["--config", "examples/mnist.yaml", AUGMENT, "--model.ada_target=0.6", "--model.ada_kimg=100"],
     "lecam": ["--config", "examples/mnist.yaml", "--model.lecam_weight=0.3"],
     "all": ["--config", "examples/mnist_small_data.yaml"],
-    "wide": ["--config", "examples/mnist.yaml", "--model.generator.init_args.base_channels=64",
-             "--model.discriminator.init_args.base_channels=64"],
+    "wide": ["--config", "examples/mnist_wide.yaml"],
 }
 #: The metrics in the summary table: (metric, aggregate over classes). "min" columns take the worst class.
 SUMMARY = (("fid/mean", "mean"), ("fid/worst", "mean"), ("acc/mean", "mean"), ("cas/mean", "mean"),
