@@ -13,6 +13,7 @@ from test_evaluation import BankSampler, bank_from
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule, PerClassFID
 from cgan_lightning.callbacks import ClassificationAccuracyScore, SampleQuality
+from cgan_lightning.callbacks.run_summary import RunSummary
 
 SMALL_QUALITY = {"samples_per_class": 20, "batch_size": 64, "kid_subsets": 5, "n_pairs": 8}
 
@@ -95,6 +96,22 @@ def test_validate_prints_one_table_with_every_metric(datamodule: MNISTDataModule
     header = next(line for line in out.splitlines() if line.strip().startswith("class"))
     assert header.split() == ["class", "FID", "accuracy", "CAS", "CAS", "real", "precision", "recall", "density",
                               "coverage", "KID", "memorized"]
+
+
+def test_fit_summary_table_shows_every_metric_of_the_same_evaluation(datamodule: MNISTDataModule,
+                                                                     tmp_path: Path) -> None:
+    fid, quality = PerClassFID(samples_per_class=20, batch_size=64), SampleQuality(**SMALL_QUALITY)
+    cas = ClassificationAccuracyScore(epochs=1)
+    trainer = run(tmp_path, ConditionalGAN(), datamodule, [fid, quality, cas])
+    header = next(line for line in RunSummary().summary(trainer, tmp_path).splitlines()
+                  if line.strip().startswith("class"))
+    assert header.split() == ["class", "FID", "accuracy", "CAS", "CAS", "real", "precision", "recall", "density",
+                              "coverage", "KID", "memorized"]
+    # Scores of other weights (another training step) never join the table.
+    quality.last_global_step = -1
+    header = next(line for line in RunSummary().summary(trainer, tmp_path).splitlines()
+                  if line.strip().startswith("class"))
+    assert "coverage" not in header.split() and "CAS" in header.split()
 
 
 def test_fast_dev_run_exercises_both_callbacks_without_files(datamodule: MNISTDataModule, tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ class ClassificationAccuracyScore(ScheduledEvaluation):
         self._real: dict[str, dict[str, float]] = {}  # split -> real-data CAS, once per run
         #: The scores of the latest evaluation, keyed as logged.
         self.last_scores: dict[str, float] = {}
+        self.last_global_step: int | None = None  # the training step of the weights last scored
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -121,5 +122,6 @@ class ClassificationAccuracyScore(ScheduledEvaluation):
             self._real[split] = real_scores
         scores.update(self._real[split])
         self.last_scores = {f"{split}/{key}": value for key, value in scores.items()}
+        self.last_global_step = trainer.global_step
         for key, value in self.last_scores.items():
             pl_module.log(key, value, on_epoch=True)  # already summed over processes

@@ -11,8 +11,10 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from cgan_lightning.callbacks.cas import ClassificationAccuracyScore
 from cgan_lightning.callbacks.fixed_latents import FixedLatentCallback
 from cgan_lightning.callbacks.per_class_fid import PerClassFID
+from cgan_lightning.callbacks.sample_quality import SampleQuality
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.utilities.image_grids import run_dir
 from cgan_lightning.utilities.lightning_internals import fast_dev_run, trainer_callbacks
@@ -20,7 +22,8 @@ from cgan_lightning.utilities.lightning_internals import fast_dev_run, trainer_c
 
 class RunSummary(Callback):
     """Prints, on rank zero after ``fit``: the run directory, ``last.ckpt`` and the best checkpoints, the saved
-    ``config.yaml``, the PNG grids written, and the latest per-class table of each :class:`PerClassFID`.
+    ``config.yaml``, the PNG grids written, and the latest per-class table of each :class:`PerClassFID`, with the
+    columns of :class:`SampleQuality` and :class:`ClassificationAccuracyScore` when they scored the same weights.
 
     The CLI adds it to every run; in Python, add it to ``Trainer(callbacks=...)``. :meth:`summary` returns the text.
     Nothing is printed under ``fast_dev_run`` (which writes no files).
@@ -50,9 +53,21 @@ class RunSummary(Callback):
         for callback in trainer_callbacks(trainer):
             if isinstance(callback, PerClassFID) and callback.last_scores:
                 prefix = next(iter(callback.last_scores)).split("/", 1)[0] + "/"
+                scores = {**_same_evaluation_scores(trainer, callback), **callback.last_scores}
                 lines += ["", f"Per-class FID and generated-digit accuracy (latest evaluation, epoch "
-                              f"{callback.last_epoch}):", per_class_table(callback.last_scores, prefix)]
+                              f"{callback.last_epoch}):", per_class_table(scores, prefix)]
         return "\n".join(lines) + "\n"
+
+
+def _same_evaluation_scores(trainer: Trainer, fid: PerClassFID) -> dict[str, float]:
+    """The scores of the other evidence callbacks (CAS, precision/recall/density/coverage, KID, memorization) that
+    scored the same weights as ``fid`` (same training step), so the table shows one evaluation, never a mix."""
+    scores: dict[str, float] = {}
+    for callback in trainer_callbacks(trainer):
+        if (isinstance(callback, SampleQuality | ClassificationAccuracyScore) and callback.last_scores
+                and callback.last_global_step == fid.last_global_step):
+            scores.update(callback.last_scores)
+    return scores
 
 
 def _checkpoint_lines(trainer: Trainer) -> list[str]:

@@ -114,6 +114,7 @@ class SampleQuality(ScheduledEvaluation):
         self._checkpoint_epoch: int | None = None
         #: The scores of the latest evaluation, keyed as logged; whether it reused PerClassFID's samples.
         self.last_scores: dict[str, float] = {}
+        self.last_global_step: int | None = None  # the training step of the weights last scored
         self.last_reused: bool = False
         self.last_png: Path | None = None
 
@@ -211,6 +212,7 @@ class SampleQuality(ScheduledEvaluation):
                              self.memorization_quantile)
         scores.update(found.scores)
         self.last_scores = {f"{split}/{key}": value for key, value in scores.items()}
+        self.last_global_step = trainer.global_step
         for key, value in self.last_scores.items():
             pl_module.log(key, value, on_epoch=True)  # already gathered from every process
         if self.n_pairs:
