@@ -26,17 +26,13 @@ import os
 import shlex
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 from machine import cpu_model
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
+from runners import DEFAULT_DATA_DIR, REPO, cli_launcher, seed_loop_command
 
 #: The sides timed by default: the shipped configs as shipped (only the epochs, data and output folder set), and
 #: the reference config without its evidence callbacks (the same progress bar), which tells what the evidence costs.
@@ -66,15 +62,8 @@ def timed_process(cmd: list[str], log: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
-def seed_command(epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
-    return [sys.executable, str(SEED_LOOP), "--worker", "reference", "--result", str(work / "seed.json"),
-            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", args.data_dir]
-
-
 def library_command(side_args: str, epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
-    script = Path(sys.executable).with_name("cgan-lightning")  # the console script users run, in this venv
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
-    cli = [*launcher, "fit", *shlex.split(side_args)]
+    cli = [*cli_launcher(), "fit", *shlex.split(side_args)]
     return cli + [f"--data.data_dir={args.data_dir}", "--data.download=false", f"--trainer.max_epochs={epochs}",
                   f"--trainer.default_root_dir={work}"]
 
@@ -121,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                 for epochs in (1, args.epochs):
                     work = Path(tmp) / f"r{round_}_{len(seconds[name])}_{epochs}_{names.index(name)}"
                     work.mkdir()
-                    cmd = (seed_command(epochs, args, work) if name == "seed loop"
+                    cmd = (seed_loop_command(epochs, args.data_dir, work) if name == "seed loop"
                            else library_command(args.sides[name], epochs, args, work))
                     spent[epochs], peak = timed_process(cmd, work / "output.log")
                 seconds[name].append(spent[args.epochs] - spent[1])

@@ -31,17 +31,14 @@ import os
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
 from machine import cpu_model
+from runners import DEFAULT_DATA_DIR, REPO, cli_launcher, seed_loop_command
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
 AUGMENT = "--model.augment=[translation, cutout]"
 VARIANTS: dict[str, list[str]] = {
     "best": ["--config", "examples/mnist.yaml"],
@@ -96,19 +93,12 @@ def run(name: str, cmd: list[str], work: Path, threads: int) -> dict[str, object
     return result
 
 
-def library_command(variant: str, seed: int, args: argparse.Namespace, work: Path, fragment: Path) -> list[str]:
-    script = Path(sys.executable).with_name("cgan-lightning")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
-    return [*launcher, "fit", *VARIANTS[variant], "--config", str(fragment), f"--seed_everything={seed}",
+def library_command(variant_args: list[str], seed: int, args: argparse.Namespace, work: Path,
+                    fragment: Path) -> list[str]:
+    return [*cli_launcher(), "fit", *variant_args, "--config", str(fragment), f"--seed_everything={seed}",
             f"--data.data_dir={args.data_dir}", "--data.download=false", f"--trainer.max_epochs={args.epochs}",
             f"--trainer.default_root_dir={work}", "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
             f"--trainer.logger.save_dir={work}"]
-
-
-def seed_command(args: argparse.Namespace, work: Path) -> list[str]:
-    return [sys.executable, str(SEED_LOOP), "--worker", "reference", "--result", str(work / "seed.json"),
-            "--root_dir", str(work), "--epochs", str(args.epochs), "--warmup_batches", "0",
-            "--data_dir", args.data_dir]
 
 
 def summarize(results: list[dict[str, object]], args: argparse.Namespace) -> None:
@@ -118,7 +108,7 @@ def summarize(results: list[dict[str, object]], args: argparse.Namespace) -> Non
     header = ["run", *(m.rstrip("_") + (" (worst class)" if how == "min" else "") for m, how in SUMMARY),
               "wall time", "vs seed loop"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-    seed_median = statistics.median(seed_seconds) if seed_seconds else float("nan")
+    seed_median = statistics.median(seed_seconds) if seed_seconds else None
     for r in results:
         metrics: dict[str, float] = r.get("metrics", {})  # type: ignore[assignment]
         cells = []
@@ -127,7 +117,8 @@ def summarize(results: list[dict[str, object]], args: argparse.Namespace) -> Non
                       (how == "min" and k.startswith(f"val/{metric}"))]
             cells.append(f"{min(values):.3f}" if values else "-")
         seconds = float(r["seconds"])  # type: ignore[arg-type]
-        print(f"| {r['name']} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min | {seconds / seed_median:.1f}x |")
+        ratio = "-" if seed_median is None else f"{seconds / seed_median:.1f}x"
+        print(f"| {r['name']} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min | {ratio} |")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,12 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.jobs < 1 or args.threads < 1:
         p.error("--epochs, --jobs and --threads must be at least 1")
+    args.variant_args = {name: VARIANTS[name] for name in args.variants}
     for spec in args.variant:
         name, sep, variant_args = spec.partition("=")
         if not sep or not name or name in VARIANTS:
             p.error(f"--variant takes NAME=ARGS with a new NAME, got {spec!r}")
-        VARIANTS[name] = shlex.split(variant_args)
-        args.variants.append(name)
+        args.variant_args[name] = shlex.split(variant_args)
     return args
 
 
@@ -160,11 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     fragment = out / "evidence_after_last_epoch.yaml"
     fragment.write_text(evidence_fragment(args.epochs))
-    tasks = [] if args.no_seed_loop else [("seed loop", seed_command(args, out / "seed_loop"), out / "seed_loop")]
+    seed_work = out / "seed_loop"
+    tasks = [] if args.no_seed_loop else [("seed loop", seed_loop_command(args.epochs, args.data_dir, seed_work),
+                                           seed_work)]
     for seed in args.seeds:
-        for variant in args.variants:
+        for variant, variant_args in args.variant_args.items():
             work = out / f"{variant}_seed{seed}"
-            tasks.append((f"{variant} seed {seed}", library_command(variant, seed, args, work, fragment), work))
+            tasks.append((f"{variant} seed {seed}", library_command(variant_args, seed, args, work, fragment), work))
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run, name, cmd, work, args.threads) for name, cmd, work in tasks]
         results = []
