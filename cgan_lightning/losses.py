@@ -5,7 +5,8 @@ A loss is a pair of functions: ``d_loss(real_logits, fake_logits) -> Tensor`` fo
 labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). :data:`LOSSES` maps the
 names accepted by ``ConditionalGAN(loss=...)`` to these triples, so the training step only calls what was chosen.
 :func:`r1_penalty` has the penalty signature too, so it can be added to any loss (``ConditionalGAN(r1_gamma=...)``).
-:func:`lecam_penalty` with its moving-average anchors (:class:`LeCamEMA`) is ``ConditionalGAN(lecam_weight=...)``.
+:func:`lecam_penalty` with its moving-average anchors (:class:`LeCamEMA`) is ``ConditionalGAN(lecam_weight=...)``;
+:func:`mode_seeking_loss`, a regularizer of G, is ``ConditionalGAN(mode_seeking_weight=...)``.
 """
 
 from __future__ import annotations
@@ -141,6 +142,27 @@ def lecam_penalty(real_logits: Tensor, fake_logits: Tensor, anchor_real: Tensor,
     """
     return (F.relu(real_logits - anchor_fake.detach()).square().mean()
             + F.relu(anchor_real.detach() - fake_logits).square().mean())
+
+
+def mode_seeking_loss(images: Tensor, z: Tensor, eps: float = 1e-5) -> Tensor:
+    """Mode-seeking regularizer of G (MSGAN, Mao et al. 2019): ``1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + eps)``.
+
+    The batch's two halves are the pairs: ``images[i]`` and ``images[i + ceil(B / 2)]`` for ``i < B // 2``, generated
+    for the same label (with an odd ``B`` the middle sample has no partner). Minimizing the inverse ratio rewards G
+    for images that differ as much as their latents do, which counters collapse onto a few images per class.
+
+    Args:
+        images: generated images ``[B, ...]``, the second half drawn for the labels of the first.
+        z: the latents they came from ``[B, latent_dim]``.
+        eps: keeps the inverse finite when two images coincide.
+    """
+    pairs = images.size(0) // 2
+    if pairs == 0:
+        raise ValueError("the mode-seeking loss pairs the batch's two halves: it needs at least 2 images")
+    second = images.size(0) - pairs  # where the partners start
+    image_distance = (images[:pairs] - images[second:]).abs().mean()
+    latent_distance = (z[:pairs] - z[second:]).abs().mean()
+    return 1.0 / (image_distance / latent_distance + eps)
 
 
 class LeCamEMA(nn.Module):

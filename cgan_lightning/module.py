@@ -15,7 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from typing_extensions import override
 
-from cgan_lightning.losses import DiscriminatorPenalty, LeCamEMA, get_loss, r1_penalty
+from cgan_lightning.losses import DiscriminatorPenalty, LeCamEMA, get_loss, mode_seeking_loss, r1_penalty
 from cgan_lightning.metrics.sample_checks import check_samples
 from cgan_lightning.nn.augment import build_d_augment
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
@@ -148,6 +148,9 @@ class ConditionalGAN(LightningModule):
         lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off), see
             :func:`cgan_lightning.losses.lecam_penalty`.
         lecam_decay: decay of LeCam's moving averages of D's outputs.
+        mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off), see
+            :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
+            drawn for the labels of the first half (the pairs it compares).
         class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
             captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
 
@@ -180,6 +183,7 @@ class ConditionalGAN(LightningModule):
         ada_kimg: float = 100.0,
         lecam_weight: float = 0.0,
         lecam_decay: float = 0.99,
+        mode_seeking_weight: float = 0.0,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -246,6 +250,11 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"lecam_weight must be >= 0 (0 turns LeCam off), got {lecam_weight}")
         self.lecam_weight = lecam_weight
         self.lecam = LeCamEMA(lecam_decay) if lecam_weight > 0 else None
+        check_number(mode_seeking_weight, "mode_seeking_weight")
+        if mode_seeking_weight < 0:
+            raise ValueError(f"mode_seeking_weight must be >= 0 (0 turns the mode-seeking loss off), "
+                             f"got {mode_seeking_weight}")
+        self.mode_seeking_weight = mode_seeking_weight
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -394,11 +403,22 @@ class ConditionalGAN(LightningModule):
         return [build_optimizer(self._optimizer_g, self.generator.parameters(), "model.optimizer_g"),
                 build_optimizer(self._optimizer_d, self.discriminator.parameters(), "model.optimizer_d")]
 
-    def _fake_batch(self, n: int) -> tuple[Tensor, Tensor]:
+    def _fake_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` generated images, their labels and their latents (drawn from the training stream)."""
         rng = self.training_rng.generator
         z = torch.randn(n, self.latent_dim, device=self.device, generator=rng)
-        labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=rng)
-        return self.generator(z, labels), labels
+        if self.mode_seeking_weight > 0:  # mode-seeking pairs: labels[i + ceil(n / 2)] = labels[i]
+            first = torch.randint(0, self.num_classes, (n - n // 2,), device=self.device, generator=rng)
+            labels = torch.cat((first, first[: n // 2]))
+        else:
+            labels = torch.randint(0, self.num_classes, (n,), device=self.device, generator=rng)
+        return self.generator(z, labels), labels, z
+
+    def _g_regularized(self, g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
+        """G's loss plus the mode-seeking term when it is on."""
+        if self.mode_seeking_weight > 0:
+            return g_loss + self.mode_seeking_weight * mode_seeking_loss(fake, z)
+        return g_loss
 
     def _d_input(self, images: Tensor) -> Tensor:
         """What D sees: the images, augmented when ``augment`` is on (differentiably: G's gradients pass)."""
@@ -472,7 +492,7 @@ class ConditionalGAN(LightningModule):
         real, real_labels = batch
         opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
         n = real.size(0)
-        fake, fake_labels = self._fake_batch(n)
+        fake, fake_labels, z = self._fake_batch(n)
         d_real, d_fake = self._d_input(real), self._d_input(fake)
         if self.joint_d_forward:
             logits, _ = self._discriminate(torch.cat((d_real, d_fake)), torch.cat((real_labels, fake_labels)))
@@ -480,7 +500,7 @@ class ConditionalGAN(LightningModule):
         else:
             real_logits, real_aux = self._discriminate(d_real, real_labels)
             fake_logits, g_aux = self._discriminate(d_fake, fake_labels)
-        g_loss = self.adversarial_loss.g_loss(fake_logits)
+        g_loss = self._g_regularized(self.adversarial_loss.g_loss(fake_logits), fake, z)
         if g_aux is not None:
             g_loss = g_loss + g_aux
         d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels)
@@ -503,12 +523,12 @@ class ConditionalGAN(LightningModule):
         n = real.size(0)
         # One G forward with its graph kept serves the first D step (detached) and the G step, as in the
         # reference loop; extra D steps draw fresh fakes without a graph.
-        fake, fake_labels = self._fake_batch(n)
+        fake, fake_labels, z = self._fake_batch(n)
         d_fake_images, d_fake_labels = fake.detach(), fake_labels
         for step in range(self.d_steps_per_g_step):
             if step > 0:
                 with torch.no_grad():
-                    d_fake_images, d_fake_labels = self._fake_batch(n)
+                    d_fake_images, d_fake_labels, _ = self._fake_batch(n)
             with self.toggled_optimizer(opt_d):
                 d_real, d_fake = self._d_input(real), self._d_input(d_fake_images)
                 if self.joint_d_forward:
@@ -526,7 +546,7 @@ class ConditionalGAN(LightningModule):
 
         with self.toggled_optimizer(opt_g):
             g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
-            g_loss = self.adversarial_loss.g_loss(g_logits)
+            g_loss = self._g_regularized(self.adversarial_loss.g_loss(g_logits), fake, z)
             if g_aux is not None:
                 g_loss = g_loss + g_aux
             self._ensure_finite(g_loss, "generator", batch_idx)

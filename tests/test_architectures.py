@@ -92,6 +92,53 @@ def test_networks_reject_bad_shapes_and_options() -> None:
         d(torch.zeros(2, 1, 32, 32), torch.zeros(2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("conditioning", ["concat", "cbn", "film"])
+def test_generator_res_blocks_add_conditioned_residual_layers_at_both_inner_resolutions(conditioning: str) -> None:
+    torch.manual_seed(0)
+    plain = DCGANGenerator(8, 10, (1, 28, 28), base_channels=4, conditioning=conditioning)
+    deep = DCGANGenerator(8, 10, (1, 28, 28), base_channels=4, conditioning=conditioning, res_blocks=2)
+    # res_blocks=0 leaves the plain network's parameters (and checkpoints) as they were.
+    assert not any(".res_blocks." in name for name, _ in plain.named_parameters())
+    convs = [m for m in deep.res_blocks.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.kernel_size) for c in convs] == [(8, (3, 3))] * 2 + [(4, (3, 3))] * 2
+    z, labels = torch.randn(6, 8), _labels(6)
+    deep.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.zero_()
+            conv.bias.zero_()
+    assert torch.allclose(deep(z, labels), plain(z, labels), atol=1e-6)  # a zero residual is the identity
+    with torch.no_grad():
+        convs[0].weight.normal_(0, 0.5)
+    images = deep(z, labels)
+    assert not torch.allclose(images, plain(z, labels), atol=1e-3)
+    images.sum().backward()
+    assert convs[0].weight.grad is not None and convs[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_discriminator_res_blocks_add_residual_layers_after_each_strided_convolution(spectral_norm: bool) -> None:
+    plain = ACGANDiscriminator(10, (1, 28, 28), base_channels=4, conditioning="projection", spectral_norm=spectral_norm)
+    deep = ACGANDiscriminator(10, (1, 28, 28), base_channels=4, conditioning="projection", spectral_norm=spectral_norm,
+                              res_blocks=1)
+    convs = [m for m in deep.features.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (4, (4, 4), (2, 2)), (4, (3, 3), (1, 1)), (8, (4, 4), (2, 2)), (8, (3, 3), (1, 1))]
+    assert all(parametrize.is_parametrized(c, "weight") == spectral_norm for c in convs)
+    assert deep.feature_dim == plain.feature_dim
+    images, labels = torch.rand(5, 1, 28, 28) * 2 - 1, _labels(5)
+    deep.eval()
+    logits, aux = deep.logits_and_aux_loss(images, labels)
+    assert logits.shape == (5,) and aux.shape == ()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_res_blocks_must_be_a_non_negative_integer(bad: object) -> None:
+    for build in (partial(DCGANGenerator, 8, 10), partial(DCGANDiscriminator, 10), partial(ACGANDiscriminator, 10)):
+        with pytest.raises(ValueError, match="res_blocks must be an integer >= 0"):
+            build(res_blocks=bad)
+
+
 @pytest.mark.parametrize("conditioning", ["concat", "projection"])
 def test_discriminator_output_depends_on_the_label(conditioning: str) -> None:
     d = DCGANDiscriminator(10, (1, 28, 28), base_channels=4, conditioning=conditioning)

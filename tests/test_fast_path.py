@@ -124,7 +124,7 @@ class NaiveReferenceOrder(ConditionalGAN):
     def _g_first_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         real, real_labels = batch
         opt_g, opt_d = self.optimizers()  # type: ignore[misc]
-        fake, fake_labels = self._fake_batch(real.size(0))
+        fake, fake_labels, _ = self._fake_batch(real.size(0))
         with self.toggled_optimizer(opt_g):
             g_loss = self.adversarial_loss.g_loss(self.discriminator(fake, fake_labels))
             opt_g.zero_grad(set_to_none=True)

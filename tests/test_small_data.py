@@ -1,4 +1,5 @@
-"""Small-data training options: DiffAugment before D, its adaptive probability (ADA) and LeCam regularization."""
+"""Small-data training options: DiffAugment before D, its adaptive probability (ADA), LeCam regularization and the
+mode-seeking regularizer of G."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule
-from cgan_lightning.losses import LeCamEMA, lecam_penalty
+from cgan_lightning.losses import LeCamEMA, lecam_penalty, mode_seeking_loss
 from cgan_lightning.nn.augment import (
     BACKGROUND,
     DIGIT_SAFE,
@@ -144,6 +145,50 @@ def test_lecam_penalty_gradient_reaches_the_logits_only() -> None:
     assert anchor_r.grad is None and anchor_f.grad is None
 
 
+# ---------------------------------------------------------------------------------------- mode seeking
+def test_mode_seeking_loss_matches_a_hand_computation() -> None:
+    # Five images: pairs (0, 3) and (1, 4); the middle one (2) has no partner and does not count.
+    images = torch.zeros(5, 1, 1, 2)
+    images[3] = 0.5  # |0 - 0.5| on both pixels
+    images[4, ..., 0] = 1.0  # |0 - 1| and |0 - 0|
+    images[2] = 100.0
+    z = torch.zeros(5, 2)
+    z[3], z[4] = torch.tensor([1.0, 1.0]), torch.tensor([2.0, 0.0])
+    z[2] = 50.0
+    image_distance = (0.5 + 0.5 + 1.0 + 0.0) / 4
+    latent_distance = (1.0 + 1.0 + 2.0 + 0.0) / 4
+    assert float(mode_seeking_loss(images, z, eps=0.0)) == pytest.approx(latent_distance / image_distance)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        mode_seeking_loss(images[:1], z[:1])
+
+
+def test_mode_seeking_pairs_share_labels_and_push_paired_images_apart() -> None:
+    torch.manual_seed(0)
+    model = ConditionalGAN(mode_seeking_weight=1.0)
+    model.training_rng.start(torch.device("cpu"))
+    for n in (8, 7):
+        fake, labels, z = model._fake_batch(n)
+        assert fake.shape[0] == labels.shape[0] == z.shape[0] == n
+        assert torch.equal(labels[: n // 2], labels[n - n // 2:])  # each pair is drawn for one label
+    # G's loss gains the weighted term, and its gradient moves paired images apart.
+    fake, _, z = model._fake_batch(8)
+    base = torch.tensor(0.0)
+    expected = float(mode_seeking_loss(fake, z).detach())
+    assert float(model._g_regularized(base, fake, z).detach()) == pytest.approx(expected)
+    images = fake.detach().requires_grad_(True)
+    model._g_regularized(base, images, z).backward()
+    step = -images.grad  # a descent step
+    apart = (images[:4] - images[4:]).detach()
+    assert float((apart * (step[:4] - step[4:])).sum()) > 0
+    model_off = ConditionalGAN()
+    model_off.training_rng.start(torch.device("cpu"))
+    fake_off, labels_off, z_off = model_off._fake_batch(8)
+    assert model_off._g_regularized(base, fake_off, z_off) is base
+    for bad in (-1.0, "a"):
+        with pytest.raises((ValueError, TypeError), match="mode_seeking_weight"):
+            ConditionalGAN(mode_seeking_weight=bad)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------------- in training
 def test_options_are_off_by_default_and_leave_the_state_dict_alone() -> None:
     keys = set(ConditionalGAN().state_dict())
@@ -156,7 +201,7 @@ def test_options_are_off_by_default_and_leave_the_state_dict_alone() -> None:
 
 def test_training_with_every_option_updates_their_state(fake_mnist_dir: object) -> None:
     model = ConditionalGAN(augment=["translation", "cutout"], ada_target=0.6, ada_kimg=0.1, lecam_weight=0.3,
-                           r1_gamma=1.0)
+                           r1_gamma=1.0, mode_seeking_weight=1.0)
     trainer = Trainer(max_epochs=1, limit_train_batches=8, limit_val_batches=0, enable_progress_bar=False,
                       enable_model_summary=False, logger=False, enable_checkpointing=False)
     trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))

@@ -12,7 +12,7 @@ discriminator defines it; ``forward`` always returns the adversarial logits ``[B
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -52,11 +52,44 @@ def _check_shape(image_shape: ImageShape, base_channels: int) -> tuple[int, int,
     return shape
 
 
+def _check_res_blocks(res_blocks: int) -> int:
+    if isinstance(res_blocks, bool) or not isinstance(res_blocks, int) or res_blocks < 0:
+        raise ValueError(f"res_blocks must be an integer >= 0 (0: no residual blocks), got {res_blocks!r}")
+    return res_blocks
+
+
+class _GeneratorResBlock(nn.Module):
+    """``x + Conv3x3(ReLU(norm(x, condition)))``: one more layer at a resolution, same channels and size."""
+
+    def __init__(self, channels: int, conditioning: GeneratorConditioning, num_classes: int, embedding_dim: int,
+                 spectral_norm: bool) -> None:
+        super().__init__()
+        self.norm = make_norm(conditioning, channels, num_classes, embedding_dim)
+        self.conv = _layer(nn.Conv2d(channels, channels, 3, padding=1), spectral_norm)
+
+    def forward(self, x: Tensor, condition: Tensor | None) -> Tensor:
+        return x + self.conv(F.relu(self.norm(x, condition)))
+
+
+class _DiscriminatorResBlock(nn.Module):
+    """``h + LeakyReLU(Conv3x3(h))``: one more layer at a resolution, same channels and size."""
+
+    def __init__(self, channels: int, spectral_norm: bool, negative_slope: float) -> None:
+        super().__init__()
+        self.conv = _layer(nn.Conv2d(channels, channels, 3, padding=1), spectral_norm)
+        self.negative_slope = negative_slope
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + F.leaky_relu(self.conv(h), self.negative_slope)
+
+
 class DCGANGenerator(ConditionalGenerator):
     """DCGAN-style generator: ``Linear -> [2b, H/4, W/4] -> ConvT x2 (to H/2, then H) -> Tanh``.
 
     ``z (‖ embed(y)) -> Linear -> norm, ReLU -> ConvT(2b, b, 4, 2, 1) -> norm, ReLU -> ConvT(b, C, 4, 2, 1) -> Tanh``
-    where ``b = base_channels`` and every ``norm`` is conditioned as ``conditioning`` says.
+    where ``b = base_channels`` and every ``norm`` is conditioned as ``conditioning`` says. With ``res_blocks = n``,
+    ``n`` residual blocks ``x + Conv3x3(ReLU(norm(x)))`` follow the linear map (at ``H/4``) and the first
+    transposed convolution (at ``H/2``): a deeper network at the same resolutions.
 
     Args:
         latent_dim: size of the noise vector z.
@@ -67,7 +100,8 @@ class DCGANGenerator(ConditionalGenerator):
             BatchNorm: per-class gain and bias in every norm layer) or ``film`` (every norm layer modulated by
             a linear map of one shared label embedding).
         embedding_dim: size of the label embedding used by ``concat`` and ``film`` (unused by ``cbn``).
-        spectral_norm: wrap the linear and transposed-convolution weights in spectral normalization.
+        spectral_norm: wrap the linear and (transposed) convolution weights in spectral normalization.
+        res_blocks: residual 3x3-convolution blocks at each of the two inner resolutions (0: the plain DCGAN).
     """
 
     def __init__(
@@ -79,6 +113,7 @@ class DCGANGenerator(ConditionalGenerator):
         conditioning: GeneratorConditioning = "cbn",
         embedding_dim: int = 32,
         spectral_norm: bool = False,
+        res_blocks: int = 0,
     ) -> None:
         super().__init__()
         if latent_dim <= 0 or num_classes <= 0 or embedding_dim <= 0:
@@ -102,6 +137,11 @@ class DCGANGenerator(ConditionalGenerator):
             _layer(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), spectral_norm)
             for c_in, c_out in zip(widths[:-1], widths[1:])
         )
+        self.res_blocks = nn.ModuleList(
+            nn.ModuleList(_GeneratorResBlock(w, conditioning, num_classes, embedding_dim, spectral_norm)
+                          for _ in range(_check_res_blocks(res_blocks)))
+            for w in widths[:2]
+        )
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         """Map latents ``[B, latent_dim]`` and labels ``[B]`` to images ``[B, C, H, W]`` in ``[-1, 1]``."""
@@ -113,7 +153,9 @@ class DCGANGenerator(ConditionalGenerator):
             else:
                 condition = embedding
         x = self.project(z).view(z.size(0), *self.start_shape)
-        for norm, up in zip(self.norms, self.upsample):
+        for blocks, norm, up in zip(self.res_blocks, self.norms, self.upsample):
+            for block in cast(nn.ModuleList, blocks):
+                x = block(x, condition)
             x = up(F.relu(norm(x, condition)))
         return torch.tanh(x)
 
@@ -123,7 +165,8 @@ class DCGANDiscriminator(ConditionalDiscriminator):
 
     ``x (‖ label maps) -> Conv(C, b) -> LeakyReLU -> Conv(b, 2b) -> LeakyReLU -> flatten = h(x)`` then
     ``logit = w·h(x) + c`` plus, with ``projection``, ``<embed(y), h(x)>`` (Miyato & Koyama 2018). By default
-    there is no normalization layer, so the network suits every loss including WGAN-GP.
+    there is no normalization layer, so the network suits every loss including WGAN-GP. With ``res_blocks = n``,
+    ``n`` residual blocks ``h + LeakyReLU(Conv3x3(h))`` follow each strided convolution.
 
     Args:
         num_classes: number of labels.
@@ -134,6 +177,7 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         batch_norm: BatchNorm after the second convolution, as in DCGAN. It couples the samples of a batch, so
             leave it off with ``wgan-gp`` and R1 (their per-sample gradient penalties assume independent samples).
         negative_slope: slope of the LeakyReLU activations.
+        res_blocks: residual 3x3-convolution blocks after each strided convolution (0: the plain DCGAN).
     """
 
     #: The ``conditioning`` values this class accepts.
@@ -148,6 +192,7 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         spectral_norm: bool = False,
         batch_norm: bool = False,
         negative_slope: float = 0.2,
+        res_blocks: int = 0,
     ) -> None:
         super().__init__()
         if num_classes <= 0:
@@ -160,12 +205,19 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         self.num_classes = num_classes
         self.conditioning = conditioning
         in_channels = channels + (num_classes if conditioning == "concat" else 0)
+        n_blocks = _check_res_blocks(res_blocks)
+
+        def blocks(width: int) -> list[nn.Module]:
+            return [_DiscriminatorResBlock(width, spectral_norm, negative_slope) for _ in range(n_blocks)]
+
         self.features = nn.Sequential(
             _layer(nn.Conv2d(in_channels, base_channels, 4, stride=2, padding=1), spectral_norm),
             nn.LeakyReLU(negative_slope, inplace=True),
+            *blocks(base_channels),
             _layer(nn.Conv2d(base_channels, 2 * base_channels, 4, stride=2, padding=1), spectral_norm),
             nn.BatchNorm2d(2 * base_channels) if batch_norm else nn.Identity(),
             nn.LeakyReLU(negative_slope, inplace=True),
+            *blocks(2 * base_channels),
             nn.Flatten(),
         )
         self.feature_dim = 2 * base_channels * (height // 4) * (width // 4)
@@ -211,6 +263,7 @@ class ACGANDiscriminator(DCGANDiscriminator):
         spectral_norm: as in :class:`DCGANDiscriminator`.
         batch_norm: as in :class:`DCGANDiscriminator`.
         negative_slope: as in :class:`DCGANDiscriminator`.
+        res_blocks: as in :class:`DCGANDiscriminator`.
     """
 
     conditionings = ("concat", "projection", "none")
@@ -225,9 +278,10 @@ class ACGANDiscriminator(DCGANDiscriminator):
         spectral_norm: bool = False,
         batch_norm: bool = False,
         negative_slope: float = 0.2,
+        res_blocks: int = 0,
     ) -> None:
         super().__init__(num_classes, image_shape, base_channels, conditioning, spectral_norm, batch_norm,
-                         negative_slope)
+                         negative_slope, res_blocks)
         if aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
         self.aux_weight = aux_weight
