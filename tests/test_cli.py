@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,7 +34,38 @@ def test_main_job_config_is_the_recommended_design() -> None:
     assert model["discriminator"]["class_path"].endswith("ACGANDiscriminator")
     assert model["discriminator"]["init_args"]["conditioning"] == "projection"
     assert model["loss"] == "hinge" and model["ema_decay"] == 0.999
-    assert config["trainer"]["max_epochs"] == 20 and config["data"]["batch_size"] == 32
+    assert model["optimizer_g"]["init_args"]["lr"] == model["optimizer_d"]["init_args"]["lr"] == 0.003
+    assert config["trainer"]["max_epochs"] == 20 and config["data"]["batch_size"] == 16
+
+
+def _quality_runs() -> Any:
+    benchmarks = str(EXAMPLES[0].parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    return importlib.import_module("quality_runs")
+
+
+@pytest.mark.parametrize("variant", ["best", "baseline", "lr3e3", "mode_seeking", "res_blocks", "wide", "all", "extra"])
+def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # benchmarks/quality_runs.py's commands: a variant's configs, then the evidence fragment, then its other arguments.
+    quality_runs = _quality_runs()
+    extra = ["--config", "examples/mnist.yaml", "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateMonitor"]
+    variant_args = extra if variant == "extra" else quality_runs.VARIANTS[variant]
+    fragment = tmp_path / "evidence.yaml"
+    fragment.write_text(quality_runs.evidence_fragment(20))
+    args = argparse.Namespace(data_dir=str(tmp_path), epochs=20)
+    command = quality_runs.library_command(variant_args, 1, args, tmp_path, fragment)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command[command.index("fit"):], "--print_config"])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    callbacks = {c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]}
+    assert {"PerClassFID", "SampleQuality", "ClassificationAccuracyScore"} <= callbacks
+    assert ("LearningRateMonitor" in callbacks) == (variant == "extra")
+    lr, batch = config["model"]["optimizer_g"]["init_args"]["lr"], config["data"]["init_args"]["batch_size"]
+    assert (lr, batch) == {"best": (0.003, 16), "lr3e3": (0.003, 32), "all": (0.001, 32),
+                           "extra": (0.003, 16)}.get(variant, (0.001, 32))
 
 
 @pytest.mark.parametrize("config", MNIST_EXAMPLES, ids=lambda p: p.stem)
