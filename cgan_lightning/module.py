@@ -415,8 +415,8 @@ class ConditionalGAN(LightningModule):
         return self.generator(z, labels), labels, z
 
     def _g_regularized(self, g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
-        """G's loss plus the mode-seeking term when it is on."""
-        if self.mode_seeking_weight > 0:
+        """G's loss plus the mode-seeking term when it is on (a one-image batch, a data set's last, has no pair)."""
+        if self.mode_seeking_weight > 0 and fake.size(0) >= 2:
             return g_loss + self.mode_seeking_weight * mode_seeking_loss(fake, z)
         return g_loss
 

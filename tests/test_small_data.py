@@ -180,6 +180,7 @@ def test_mode_seeking_pairs_share_labels_and_push_paired_images_apart() -> None:
     step = -images.grad  # a descent step
     apart = (images[:4] - images[4:]).detach()
     assert float((apart * (step[:4] - step[4:])).sum()) > 0
+    assert model._g_regularized(base, fake[:1], z[:1]) is base  # no pair in a one-image batch: nothing to add
     model_off = ConditionalGAN()
     model_off.training_rng.start(torch.device("cpu"))
     fake_off, labels_off, z_off = model_off._fake_batch(8)
