@@ -250,11 +250,7 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"lecam_weight must be >= 0 (0 turns LeCam off), got {lecam_weight}")
         self.lecam_weight = lecam_weight
         self.lecam = LeCamEMA(lecam_decay) if lecam_weight > 0 else None
-        check_number(mode_seeking_weight, "mode_seeking_weight")
-        if mode_seeking_weight < 0:
-            raise ValueError(f"mode_seeking_weight must be >= 0 (0 turns the mode-seeking loss off), "
-                             f"got {mode_seeking_weight}")
-        self.mode_seeking_weight = mode_seeking_weight
+        self.mode_seeking_weight = check_number(mode_seeking_weight, "mode_seeking_weight", minimum=0.0)  # 0: off
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.

@@ -21,7 +21,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
-from cgan_lightning.utilities.argument_checks import ImageShape, check_images
+from cgan_lightning.utilities.argument_checks import ImageShape, check_images, check_int
 
 #: How the discriminator uses the label: one-hot maps concatenated to the image, the projection
 #: ``<embed(y), h(x)>`` added to the logit, or not at all (only :class:`ACGANDiscriminator`, whose head uses it).
@@ -50,12 +50,6 @@ def _check_shape(image_shape: ImageShape, base_channels: int) -> tuple[int, int,
     if base_channels <= 0:
         raise ValueError(f"base_channels must be a positive integer, got {base_channels}")
     return shape
-
-
-def _check_res_blocks(res_blocks: int) -> int:
-    if isinstance(res_blocks, bool) or not isinstance(res_blocks, int) or res_blocks < 0:
-        raise ValueError(f"res_blocks must be an integer >= 0 (0: no residual blocks), got {res_blocks!r}")
-    return res_blocks
 
 
 class _GeneratorResBlock(nn.Module):
@@ -139,7 +133,7 @@ class DCGANGenerator(ConditionalGenerator):
         )
         self.res_blocks = nn.ModuleList(
             nn.ModuleList(_GeneratorResBlock(w, conditioning, num_classes, embedding_dim, spectral_norm)
-                          for _ in range(_check_res_blocks(res_blocks)))
+                          for _ in range(check_int(res_blocks, "res_blocks", minimum=0)))
             for w in widths[:2]
         )
 
@@ -205,7 +199,7 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         self.num_classes = num_classes
         self.conditioning = conditioning
         in_channels = channels + (num_classes if conditioning == "concat" else 0)
-        n_blocks = _check_res_blocks(res_blocks)
+        n_blocks = check_int(res_blocks, "res_blocks", minimum=0)
 
         def blocks(width: int) -> list[nn.Module]:
             return [_DiscriminatorResBlock(width, spectral_norm, negative_slope) for _ in range(n_blocks)]
