@@ -11,6 +11,9 @@ are shared and noisy); the table gives per-side medians over the rounds, the med
 - ``seed``: the seed's loop as its design writes it (``benchmarks/train_throughput.py``'s reference worker:
   torchvision MNIST with per-image transforms, a shuffled ``DataLoader``, the MLPs, ``BCELoss``, Adam).
 - every ``--side NAME=ARGS``: ``cgan-lightning fit ARGS`` plus the data and output-folder arguments.
+- ``bare loop`` (``--with_bare_loop``): ``examples/fast.yaml``'s maths in a bare PyTorch loop on in-memory batches
+  (``train_throughput.py``'s plain worker): no Lightning, validation, evidence, checkpoints or logging. It is the
+  ceiling any framework could reach with exact maths on this machine.
 
 Examples::
 
@@ -32,7 +35,7 @@ from datetime import date
 from pathlib import Path
 
 from machine import cpu_model
-from runners import DEFAULT_DATA_DIR, REPO, cli_launcher, seed_loop_command
+from runners import DEFAULT_DATA_DIR, REPO, cli_launcher, worker_command
 
 #: The sides timed by default: the shipped configs as shipped (only the epochs, data and output folder set), and
 #: the reference config without its evidence callbacks (the same progress bar), which tells what the evidence costs.
@@ -45,6 +48,9 @@ DEFAULT_SIDES = {
 }
 #: bf16 autocast, timed where the CPU multiplies bfloat16 natively (AVX-512 BF16 / AMX); add it with ``--side``.
 BF16_SIDE = "--config examples/fast.yaml --trainer.precision bf16-mixed"
+BARE_LOOP = "bare loop (fast.yaml's maths, no Lightning)"
+#: The sides that are train_throughput.py workers rather than `cgan-lightning fit` runs.
+WORKERS = {"seed loop": "reference", BARE_LOOP: "plain"}
 
 
 
@@ -76,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--side", action="append", default=[], metavar="NAME=ARGS",
                    help="a library side: its name, '=', then the `cgan-lightning fit` arguments (repeatable; "
                         "default: the shipped reference and fast configs, fast also in bf16-mixed)")
+    p.add_argument("--with_bare_loop", action="store_true",
+                   help="also time fast.yaml's maths in a bare PyTorch loop (the ceiling with exact maths)")
     p.add_argument("--with_bf16", action="store_true",
                    help="also time `fast.yaml --trainer.precision bf16-mixed` (slow where bf16 is emulated)")
     args = p.parse_args(argv)
@@ -97,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    names = ["seed loop", *args.sides]
+    names = ["seed loop", *args.sides, *([BARE_LOOP] if args.with_bare_loop else [])]
     seconds: dict[str, list[float]] = {name: [] for name in names}
     ratios: dict[str, list[float]] = {name: [] for name in names}
     rss: dict[str, list[float]] = {name: [] for name in names}
@@ -110,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
                 for epochs in (1, args.epochs):
                     work = Path(tmp) / f"r{round_}_{len(seconds[name])}_{epochs}_{names.index(name)}"
                     work.mkdir()
-                    cmd = (seed_loop_command(epochs, args.data_dir, work) if name == "seed loop"
-                           else library_command(args.sides[name], epochs, args, work))
+                    if name in WORKERS:
+                        cmd = worker_command(WORKERS[name], epochs, args.data_dir, work)
+                    else:
+                        cmd = library_command(args.sides[name], epochs, args, work)
                     spent[epochs], peak = timed_process(cmd, work / "output.log")
                 seconds[name].append(spent[args.epochs] - spent[1])
                 rss[name].append(peak)

@@ -16,7 +16,12 @@ def cli_launcher() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
 
 
+def worker_command(worker: str, epochs: int, data_dir: str, work: Path) -> list[str]:
+    """A ``train_throughput.py`` worker run for ``epochs`` epochs in a fresh process, from the first batch."""
+    return [sys.executable, str(SEED_LOOP), "--worker", worker, "--result", str(work / f"{worker}.json"),
+            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", data_dir]
+
+
 def seed_loop_command(epochs: int, data_dir: str, work: Path) -> list[str]:
     """The seed's loop as its design writes it (``train_throughput.py``'s reference worker), ``epochs`` epochs."""
-    return [sys.executable, str(SEED_LOOP), "--worker", "reference", "--result", str(work / "seed.json"),
-            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", data_dir]
+    return worker_command("reference", epochs, data_dir, work)

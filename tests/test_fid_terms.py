@@ -1,0 +1,47 @@
+"""benchmarks/fid_terms.py: the split of a FID into its mean and covariance terms, and the spread ratio."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _fid_terms() -> Any:
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module("fid_terms").fid_terms
+
+
+@pytest.fixture
+def real() -> torch.Tensor:
+    return torch.randn(2000, 6, generator=torch.Generator().manual_seed(0)) @ torch.diag(torch.arange(1.0, 7.0))
+
+
+def test_identical_sets_have_no_distance_and_equal_spread(real: torch.Tensor) -> None:
+    fid, mean_term, cov_term, spread = _fid_terms()(real, real)
+    assert fid == pytest.approx(0.0, abs=1e-6)
+    assert mean_term == 0.0 and cov_term == pytest.approx(0.0, abs=1e-6)
+    assert spread == pytest.approx(1.0)
+
+
+def test_a_shift_is_all_mean_term(real: torch.Tensor) -> None:
+    fid, mean_term, cov_term, spread = _fid_terms()(real + 0.5, real)
+    assert mean_term == pytest.approx(6 * 0.5**2)  # 6 features, each moved by 0.5
+    assert cov_term == pytest.approx(0.0, abs=1e-6)
+    assert fid == pytest.approx(mean_term) and spread == pytest.approx(1.0)
+
+
+def test_too_little_variety_is_covariance_term_and_low_spread(real: torch.Tensor) -> None:
+    # Half the spread around the same mean: covariance S/4, so Tr(S/4 + S - 2 (S^2/4)^(1/2)) = Tr(S) / 4.
+    generated = real.mean(0) + 0.5 * (real - real.mean(0))
+    fid, mean_term, cov_term, spread = _fid_terms()(generated, real)
+    assert mean_term == pytest.approx(0.0, abs=1e-9)
+    assert cov_term == pytest.approx(float(torch.cov(real.double().T).trace()) / 4, rel=1e-6)
+    assert spread == pytest.approx(0.25) and fid == pytest.approx(cov_term)
