@@ -352,6 +352,7 @@ def worker_main(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)
     result = WORKERS[args.worker](args)
+    result["worker"] = args.worker
     result["images_per_s"] = result["images"] / result["seconds"]
     result["images_per_cpu_s"] = result["images"] / result["cpu_seconds"]
     result["peak_rss_mib"] = peak_rss_mib()

@@ -28,6 +28,7 @@ def test_worker_command_trains_one_epoch_and_reports(worker: str, fake_mnist_dir
     command = _runners().worker_command(worker, 1, str(fake_mnist_dir), work)
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     result = json.loads((work / f"{worker}.json").read_text())
+    assert result["worker"] == worker
     assert result["images"] == 200  # every image of the 200-image train split, once
     assert result["images_per_s"] > 0
 
