@@ -7,7 +7,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-SEED_LOOP = REPO / "benchmarks" / "train_throughput.py"
+#: The script whose workers run the hand-written loops (the seed loop, the bare loop).
+WORKER_SCRIPT = REPO / "benchmarks" / "train_throughput.py"
 
 
 def cli_launcher() -> list[str]:
@@ -18,7 +19,7 @@ def cli_launcher() -> list[str]:
 
 def worker_command(worker: str, epochs: int, data_dir: str, work: Path) -> list[str]:
     """A ``train_throughput.py`` worker run for ``epochs`` epochs in a fresh process, from the first batch."""
-    return [sys.executable, str(SEED_LOOP), "--worker", worker, "--result", str(work / f"{worker}.json"),
+    return [sys.executable, str(WORKER_SCRIPT), "--worker", worker, "--result", str(work / f"{worker}.json"),
             "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", data_dir]
 
 
