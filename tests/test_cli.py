@@ -33,7 +33,7 @@ def test_main_job_config_is_the_recommended_design() -> None:
     assert model["generator"]["init_args"]["conditioning"] == "cbn"
     assert model["discriminator"]["class_path"].endswith("ACGANDiscriminator")
     assert model["discriminator"]["init_args"]["conditioning"] == "projection"
-    assert model["loss"] == "hinge" and model["ema_decay"] == 0.999
+    assert model["loss"] == "hinge" and model["ema_decay"] == 0.998
     assert model["optimizer_g"]["init_args"]["lr"] == model["optimizer_d"]["init_args"]["lr"] == 0.003
     assert config["trainer"]["max_epochs"] == 20 and config["data"]["batch_size"] == 16
 
