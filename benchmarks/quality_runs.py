@@ -7,8 +7,8 @@ arguments, for ``--epochs`` epochs of the data module's training split, with the
 reference worker) runs the same epochs in the same pool, so the wall-time ratio is measured side by side.
 
 Variants (``--variants`` picks some). ``best`` is the recommended config as shipped; ``baseline`` is the same config
-with the optimizer, batch and EMA it had before this ablation (Adam at 1e-3 on batches of 32, EMA at 0.999: FID 3.94,
-accuracy 0.994);
+with the optimizer, batch and EMA of the quality target's "today's best" (Adam at 1e-3 on batches of 32, EMA at 0.999:
+FID 3.94, accuracy 0.994);
 every other variant adds one option to ``baseline``, ``all`` every small-data option, as
 ``examples/mnist_small_data.yaml`` does:
 
