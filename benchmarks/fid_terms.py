@@ -36,11 +36,6 @@ def fid_terms(generated: Tensor, real: Tensor) -> tuple[float, float, float, flo
     return fid, mean_term, fid - mean_term, float(cov_g.trace() / cov_r.trace())
 
 
-def features(extractor: ClassifierFeatures, images: Tensor) -> Tensor:
-    """The classifier's features of ``images`` in ``[-1, 1]``, 1,000 at a time."""
-    return torch.cat([extractor(chunk) for chunk in images.split(1000)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True)
@@ -53,12 +48,13 @@ def main() -> None:
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
-    train_f, eval_f = features(extractor, normalize(train_images)), features(extractor, normalize(eval_images))
+    # ClassifierFeatures splits large batches into cache-sized chunks itself.
+    train_f, eval_f = extractor(normalize(train_images)), extractor(normalize(eval_images))
     z, labels = class_balanced_latents(model.num_classes, args.samples_per_class, model.latent_dim, args.seed)
     ema = False if args.raw else None  # None: the EMA weights when the model keeps them
     generated = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
                            for i in range(0, len(labels), 1000)])
-    generated_f = features(extractor, generated)
+    generated_f = extractor(generated)
 
     print("| class | FID | mean term | covariance term | spread ratio | floor FID | floor mean | floor covariance "
           "| floor spread |")
