@@ -247,14 +247,17 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
 
     The library's networks, losses and in-memory batches, fused Adam, and ``examples/fast.yaml``'s step: the
     reference order (G step, then D step on the same generated batch) with one D forward of real and generated
-    pairs serving both updates, each backward restricted to its own network; no Lightning, no logging, no checks.
+    pairs and one backward through D serving both updates (``shared_d_backward``); no Lightning, no logging, no
+    checks.
     """
     import torch
 
     from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
     from cgan_lightning.losses import bce_d_loss, bce_g_loss
+    from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, loss_ratio_factors
 
     torch.manual_seed(args.seed)
+    row_scale = RowGradientScale()
     device = torch.device(args.device)
     data = MNISTDataModule(args.data_dir, download=False, batch_size=64, seed=args.seed)
     data.setup("fit")
@@ -275,13 +278,18 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             n = real.size(0)
             fake_labels = torch.randint(0, 10, (n,), device=device)
             fake = generator(torch.randn(n, 100, device=device), fake_labels)
-            logits = discriminator(torch.cat((real, fake)), torch.cat((labels, fake_labels)))
-            g_loss = bce_g_loss(logits[n:])
-            d_loss = bce_d_loss(logits[:n], logits[n:])
+            logits = discriminator(torch.cat((real, row_scale.mark(fake))), torch.cat((labels, fake_labels)))
+            real_logits, fake_logits = logits[:n], logits[n:]
+            g_loss = bce_g_loss(fake_logits)
+            d_loss = bce_d_loss(real_logits, fake_logits)
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
-            torch.autograd.backward(g_loss, inputs=g_params, retain_graph=True)
-            torch.autograd.backward(d_loss, inputs=d_params)
+            row_scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)
+            if row_scale.factors is not None:
+                torch.autograd.backward(d_loss, inputs=g_params + d_params)
+            else:
+                torch.autograd.backward(g_loss, inputs=g_params, retain_graph=True)
+                torch.autograd.backward(d_loss, inputs=d_params)
             opt_g.step()
             opt_d.step()
             batches += 1

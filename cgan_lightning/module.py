@@ -43,6 +43,7 @@ from cgan_lightning.utilities.checkpoint_files import (
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
 from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
 from cgan_lightning.utilities.lightning_internals import attached_trainer, log_every_n_steps
+from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, loss_ratio_factors
 from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
 
 #: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` (a subclass of
@@ -72,6 +73,21 @@ def check_joint_d_forward(discriminator: nn.Module) -> None:
     if hasattr(discriminator, "logits_and_aux_loss"):
         raise ValueError(f"joint_d_forward=True does not support {type(discriminator).__name__}'s auxiliary head "
                          "(its loss is over real pairs only): set joint_d_forward=False")
+
+
+def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking_weight: float) -> None:
+    """Raise ``ValueError`` unless one backward through D can serve both updates (``shared_d_backward=True``).
+
+    It needs the reference order (both losses read D's logits of the same generated batch), a D that scores each
+    pair on its own (``joint_d_forward=True`` checks that), and a G loss that reads the generated images only
+    through those logits (the mode-seeking term reads them directly).
+    """
+    if step_order != "g_first" or not joint_d_forward:
+        raise ValueError(f"shared_d_backward=True needs step_order='g_first' and joint_d_forward=True, got "
+                         f"step_order={step_order!r}, joint_d_forward={joint_d_forward}")
+    if mode_seeking_weight > 0:
+        raise ValueError("shared_d_backward=True does not support the mode-seeking term (it reads the generated "
+                         "images directly, not through D): set mode_seeking_weight=0 or shared_d_backward=False")
 
 
 #: Training metrics shown in the progress bar.
@@ -136,6 +152,12 @@ class ConditionalGAN(LightningModule):
             fake term read the same logits; each backward is restricted to its own network's parameters), so a
             batch costs one D forward and one D weight-gradient pass fewer, with the reference's maths. Needs
             ``d_steps_per_g_step=1``.
+        shared_d_backward: with ``step_order="g_first"`` and ``joint_d_forward=True``, one backward pass through D
+            serves both updates: D's gradient into the generated images, rescaled row by row by the ratio of G's
+            and D's loss derivatives in each logit, is G's gradient
+            (:mod:`cgan_lightning.utilities.row_gradient_scale`). One pass through D's layers fewer per batch, the
+            same maths (equal to rounding). A batch in which some generated pair's D-loss derivative is zero (a
+            hinge loss past its margin) takes the two backwards.
         compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
             compilation.
         augment: small-data option: differentiable augmentation of every image D sees, real and generated
@@ -176,6 +198,7 @@ class ConditionalGAN(LightningModule):
         ema_decay: float | None = None,
         joint_d_forward: bool = False,
         step_order: str = "d_first",
+        shared_d_backward: bool = False,
         compile: bool = False,
         augment: list[str] | None = None,
         augment_p: float = 1.0,
@@ -192,7 +215,8 @@ class ConditionalGAN(LightningModule):
             check_int(value, name, minimum=None)  # the type here; the ranges below
         for name, number in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(number, name)
-        for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward), ("compile", compile)):
+        for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward),
+                           ("shared_d_backward", shared_d_backward), ("compile", compile)):
             check_bool(flag, name)
         image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
@@ -262,6 +286,10 @@ class ConditionalGAN(LightningModule):
             check_joint_d_forward(self.discriminator)
         self.joint_d_forward = joint_d_forward
         self.step_order = step_order
+        if shared_d_backward:
+            check_shared_d_backward(step_order, joint_d_forward, self.mode_seeking_weight)
+        #: Turns D's gradient into the generated images into G's (shared_d_backward); None: two backwards.
+        self._row_scale = RowGradientScale() if shared_d_backward else None
         if compile:
             # In place (nn.Module.compile), after the EMA copy: parameter names and checkpoints stay the same.
             self.generator.compile()
@@ -490,6 +518,8 @@ class ConditionalGAN(LightningModule):
         n = real.size(0)
         fake, fake_labels, z = self._fake_batch(n)
         d_real, d_fake = self._d_input(real), self._d_input(fake)
+        if self._row_scale is not None:
+            d_fake = self._row_scale.mark(d_fake)
         if self.joint_d_forward:
             logits, _ = self._discriminate(torch.cat((d_real, d_fake)), torch.cat((real_labels, fake_labels)))
             real_logits, fake_logits, real_aux, g_aux = logits[:n], logits[n:], None, None
@@ -504,13 +534,25 @@ class ConditionalGAN(LightningModule):
         self._ensure_finite(d_loss, "discriminator", batch_idx)
         opt_g.zero_grad(set_to_none=True)
         opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss, inputs=list(self.generator.parameters()), retain_graph=True)
-        self.manual_backward(d_loss, inputs=list(self.discriminator.parameters()))
+        if not self._shared_d_backward(d_loss, g_loss, fake_logits):
+            self.manual_backward(g_loss, inputs=list(self.generator.parameters()), retain_graph=True)
+            self.manual_backward(d_loss, inputs=list(self.discriminator.parameters()))
         opt_g.step()
         opt_d.step()
         if self.generator_ema is not None:
             self.generator_ema.update(self.generator)
         self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
+
+    def _shared_d_backward(self, d_loss: Tensor, g_loss: Tensor, fake_logits: Tensor) -> bool:
+        """One backward through D for both updates (``shared_d_backward``); ``False`` when this batch needs two."""
+        if self._row_scale is None:
+            return False
+        # Set on every batch: a batch that falls back must see no factors from the one before.
+        self._row_scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)
+        if self._row_scale.factors is None:
+            return False
+        self.manual_backward(d_loss, inputs=[*self.generator.parameters(), *self.discriminator.parameters()])
+        return True
 
     def _d_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """``d_steps_per_g_step`` D steps, then one G step against the updated D."""

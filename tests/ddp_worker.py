@@ -8,7 +8,8 @@ Lightning's DDP launcher re-runs this script once per extra rank, so every phase
 2. The same command resumed from that run's ``last.ckpt`` for one more epoch.
 3. ``Trainer(strategy="ddp")`` from Python: stock DDPStrategy, which the module switches to
    ``find_unused_parameters=True``.
-4. The CLI again for one epoch with ``--model.step_order g_first`` (in ``OUT/g_first``).
+4. The CLI again for one epoch with ``--model.step_order g_first`` (in ``OUT/g_first``), and once more with
+   ``--model.shared_d_backward true`` as well (in ``OUT/shared``).
 
 Each rank saves ``<phase>_rank<r>.pt`` in OUT; the test compares the ranks.
 """
@@ -105,6 +106,10 @@ def main(out: Path, data: Path, classifier: Path) -> None:
     (out / "g_first").mkdir(exist_ok=True)
     run_cli(out / "g_first", data, "g_first", ["--trainer.max_epochs=1", "--model.step_order=g_first",
                                                "--model.joint_d_forward=true"])
+    # The same with one backward through D training both networks: both averaged after it.
+    (out / "shared").mkdir(exist_ok=True)
+    run_cli(out / "shared", data, "shared", ["--trainer.max_epochs=1", "--model.step_order=g_first",
+                                             "--model.joint_d_forward=true", "--model.shared_d_backward=true"])
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
         phase: [torch.load(out / f"{phase}_rank{r}.pt", weights_only=False) for r in range(2)]
         for phase in ("fit", "resume", "stock")
     }
-    snapshots["g_first"] = [torch.load(out / "g_first" / f"g_first_rank{r}.pt", weights_only=False) for r in range(2)]
+    for phase in ("g_first", "shared"):
+        snapshots[phase] = [torch.load(out / phase / f"{phase}_rank{r}.pt", weights_only=False) for r in range(2)]
     snapshots["out"] = out  # type: ignore[assignment]
     snapshots["root"] = root  # type: ignore[assignment]
     return snapshots
@@ -224,6 +225,20 @@ def test_g_first_under_gan_ddp_averages_both_backwards(ddp_run: dict[str, Any]) 
     assert rank0["seen"][0] != rank1["seen"][0]
     assert_same_tensors(rank0["state_dict"], rank1["state_dict"])
     assert_same_optimizers(rank0["optimizers"], rank1["optimizers"])
+
+
+@pytest.mark.slow
+def test_shared_d_backward_under_gan_ddp_averages_both_networks(ddp_run: dict[str, Any]) -> None:
+    rank0, rank1 = ddp_run["shared"]
+    assert rank0["strategy"] == "GANDDPStrategy" and rank0["global_step"] == 10
+    assert rank0["seen"][0] != rank1["seen"][0]
+    # One backward gave both networks their gradients; equal weights and moments on both ranks mean it averaged
+    # G's as well as D's.
+    assert_same_tensors(rank0["state_dict"], rank1["state_dict"])
+    assert_same_optimizers(rank0["optimizers"], rank1["optimizers"])
+    # And the run took the shared path: its weights are not those of the two-backward run (rounding differs).
+    g_first = ddp_run["g_first"][0]["state_dict"]
+    assert any(not torch.equal(v, g_first[k]) for k, v in rank0["state_dict"].items())
 
 
 def test_g_first_refuses_stock_ddp() -> None:

@@ -1,12 +1,14 @@
 """The fast-path options: those that claim exactness change no number; the others stay close and run.
 
 Exact (same seed -> the same weights bit for bit): ``log_every_n_steps``, ``device_resident``. Equal to rounding:
-``joint_d_forward``, fused Adam (``examples/fast.yaml``), ``compile``. Runs and learns: ``bf16-mixed``.
+``joint_d_forward``, ``shared_d_backward``, fused Adam (``examples/fast.yaml``), ``compile``. Runs and learns:
+``bf16-mixed``.
 Speed itself is measured by ``benchmarks/train_throughput.py``, never asserted here.
 """
 
 from __future__ import annotations
 
+import doctest
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +21,7 @@ from torch import nn
 
 from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, TorchThreads
 from cgan_lightning.cli.lightning_cli import build_cli
+from cgan_lightning.utilities.row_gradient_scale import loss_ratio_factors
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_G = partial(MLPGenerator, hidden_dims=(16, 32))  # has BatchNorm, as the reference G
@@ -46,9 +49,22 @@ def _assert_same_weights(a: ConditionalGAN, b: ConditionalGAN) -> None:
         assert torch.equal(sa[key], sb[key]), key
 
 
-def _max_weight_difference(a: ConditionalGAN, b: ConditionalGAN) -> float:
+def _max_weight_difference(a: ConditionalGAN, b: ConditionalGAN, skip: frozenset[str] = frozenset()) -> float:
     sb = b.state_dict()
-    return max((v.float() - sb[k].float()).abs().max().item() for k, v in a.state_dict().items())
+    return max((v.float() - sb[k].float()).abs().max().item() for k, v in a.state_dict().items() if k not in skip)
+
+
+def _batch_norm_shadowed(model: ConditionalGAN) -> frozenset[str]:
+    """The biases of G's layers that feed a batch norm, and that norm's running mean.
+
+    Batch norm subtracts the batch mean, so such a bias has zero gradient in exact arithmetic: its computed
+    gradient is rounding noise, which Adam's normalized steps turn into moves of about ``lr``. Two computations
+    equal to rounding can therefore disagree there (and in the running mean that records it), and nowhere else.
+    """
+    layers = list(model.generator.model)
+    return frozenset(key for i, (layer, after) in enumerate(zip(layers, layers[1:], strict=False))
+                     if isinstance(layer, nn.Linear) and isinstance(after, nn.BatchNorm1d)
+                     for key in (f"generator.model.{i}.bias", f"generator.model.{i + 1}.running_mean"))
 
 
 # -------------------------------------------------------------------------------------- log_every_n_steps
@@ -199,6 +215,108 @@ def test_g_first_backwards_train_each_network_with_its_own_loss_only(fake_mnist_
         assert torch.equal(before, after)  # ...and G's untouched (D's loss stops at the generated images)
 
 
+# ----------------------------------------------------------------- shared_d_backward (one backward through D)
+class BackwardCounter(Callback):
+    def __init__(self) -> None:
+        self.backwards = 0
+
+    def on_before_backward(self, trainer: Trainer, pl_module: object, loss: torch.Tensor) -> None:
+        self.backwards += 1
+
+
+@pytest.mark.parametrize("options", [{"loss": "bce"}, {"loss": "bce", "r1_gamma": 1.0, "lecam_weight": 0.1},
+                                     {"loss": "lsgan"}, {"loss": "wgan-gp"}])
+def test_shared_d_backward_equals_two_backwards(fake_mnist_dir: Path, tmp_path: Path, options: dict) -> None:
+    shared, separate, counter = LossRecorder(), LossRecorder(), BackwardCounter()
+    model, _ = _fit(fake_mnist_dir, tmp_path / "a", callbacks=[shared, counter], step_order="g_first",
+                    joint_d_forward=True, shared_d_backward=True, **options)
+    reference, _ = _fit(fake_mnist_dir, tmp_path / "b", callbacks=[separate], step_order="g_first",
+                        joint_d_forward=True, **options)
+    assert counter.backwards == 13  # one backward per batch: every batch took the shared pass
+    assert len(shared.losses) == 13
+    # G's gradient is D's, divided and multiplied row by row: equal to float rounding, carried by Adam's steps.
+    for got, want in zip(shared.losses, separate.losses, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
+    assert _max_weight_difference(model, reference, skip=_batch_norm_shadowed(model)) < 1e-5
+
+
+def test_shared_d_backward_gives_both_networks_their_own_gradients() -> None:
+    seed_everything(0)
+    model = ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, step_order="g_first",
+                           joint_d_forward=True, shared_d_backward=True)
+    real, labels = torch.rand(6, 1, 28, 28) * 2 - 1, torch.arange(6)
+    z, fake_labels = torch.randn(6, 8), torch.tensor([3, 1, 4, 1, 5, 9])
+
+    def losses(mark: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fake = model.generator(z, fake_labels)
+        if mark:
+            fake = model._row_scale.mark(fake)  # type: ignore[union-attr]
+        logits = model.discriminator(torch.cat((real, fake)), torch.cat((labels, fake_labels)))
+        real_logits, fake_logits = logits[:6], logits[6:]
+        loss = model.adversarial_loss
+        return loss.d_loss(real_logits, fake_logits), loss.g_loss(fake_logits), fake_logits
+
+    g_params, d_params = list(model.generator.parameters()), list(model.discriminator.parameters())
+    d_loss, g_loss, _ = losses(mark=False)
+    want = torch.autograd.grad(g_loss, g_params, retain_graph=True) + torch.autograd.grad(d_loss, d_params)
+    d_loss, g_loss, fake_logits = losses(mark=True)
+    model._row_scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)  # type: ignore[union-attr]
+    got = torch.autograd.grad(d_loss, g_params + d_params)
+    names = [f"generator.{n}" for n, _ in model.generator.named_parameters()] + \
+        [f"discriminator.{n}" for n, _ in model.discriminator.named_parameters()]
+    shadowed = _batch_norm_shadowed(model)
+    compared = [(name, g, w) for name, g, w in zip(names, got, want, strict=True) if name not in shadowed]
+    assert len(compared) == len(names) - 1  # TINY_G: one Linear bias feeds a batch norm
+    for name, g, w in compared:
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6 * float(w.abs().max())), name
+
+
+class ConfidentD(MLPDiscriminator):
+    """TINY_D whose logits start near -3: past the hinge margin for most generated pairs."""
+
+    def __init__(self, num_classes: int = 10, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+        super().__init__(num_classes, image_shape, hidden_dims=(32,))
+        nn.init.constant_(self.model[-1].bias, -3.0)
+
+
+def test_shared_d_backward_falls_back_where_d_gradient_vanishes(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    # A hinge D loss has zero derivative for generated logits below -1: G's gradient can't come from D's there,
+    # and those batches take the two backwards. The result is the same either way.
+    fake_logits = torch.tensor([-2.0, 0.5], requires_grad=True)
+    hinge = ConditionalGAN(loss="hinge").adversarial_loss
+    assert loss_ratio_factors(hinge.d_loss(torch.zeros(2), fake_logits), hinge.g_loss(fake_logits),
+                              fake_logits) is None
+    shared, separate, counter = LossRecorder(), LossRecorder(), BackwardCounter()
+    runs = []
+    for name, shared_d_backward, callbacks in (("a", True, [shared, counter]), ("b", False, [separate])):
+        seed_everything(3)
+        runs.append(ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=ConfidentD, loss="hinge",
+                                   step_order="g_first", joint_d_forward=True, shared_d_backward=shared_d_backward))
+        _fit_model(runs[-1], fake_mnist_dir, tmp_path / name, callbacks)
+    model, reference = runs
+    assert counter.backwards > 13  # batches with a generated logit below -1 took two backwards
+    for got, want in zip(shared.losses, separate.losses, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
+    assert _max_weight_difference(model, reference, skip=_batch_norm_shadowed(model)) < 1e-5
+
+
+def test_row_gradient_scale_docstring_example_holds() -> None:
+    from cgan_lightning.utilities import row_gradient_scale
+
+    result = doctest.testmod(row_gradient_scale)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "needs step_order='g_first' and joint_d_forward=True"),
+    ({"step_order": "g_first"}, "needs step_order='g_first' and joint_d_forward=True"),
+    ({"step_order": "g_first", "joint_d_forward": True, "mode_seeking_weight": 1.0}, "mode-seeking"),
+])
+def test_shared_d_backward_refuses_what_it_cannot_do(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ConditionalGAN(shared_d_backward=True, **kwargs)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [({"step_order": "both"}, "step_order must be one of"),
                                                  ({"step_order": "g_first", "d_steps_per_g_step": 2},
                                                   "d_steps_per_g_step=2")])
@@ -279,7 +397,7 @@ def test_fast_config_builds_fused_optimizers_and_trains(fake_mnist_dir: Path, tm
                      "--data.download=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
                      "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
                      f"--trainer.default_root_dir={tmp_path}", "--model.latent_dim=8"], run=False)
-    assert cli.trainer.log_every_n_steps == 50 and cli.model.joint_d_forward
+    assert cli.trainer.log_every_n_steps == 50 and cli.model.joint_d_forward and cli.model._row_scale is not None
     assert not cli.trainer.progress_bar_callback
     before = cli.model.generator.model[0].weight.detach().clone()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
