@@ -148,16 +148,10 @@ class ConditionalGAN(LightningModule):
             statistics would mix real and fake) and without an auxiliary head.
         step_order: ``"d_first"`` (default): each batch makes its D steps, then the G step against the updated D.
             ``"g_first"``: the reference loop's order, a G step, then a D step on the same generated batch with D
-            as it was before G's update; one D forward of that batch then serves both updates (G's loss and D's
-            fake term read the same logits; each backward is restricted to its own network's parameters), so a
-            batch costs one D forward and one D weight-gradient pass fewer, with the reference's maths. Needs
-            ``d_steps_per_g_step=1``.
-        shared_d_backward: with ``step_order="g_first"`` and ``joint_d_forward=True``, one backward pass through D
-            serves both updates: D's gradient into the generated images, rescaled row by row by the ratio of G's
-            and D's loss derivatives in each logit, is G's gradient
-            (:mod:`cgan_lightning.utilities.row_gradient_scale`). One pass through D's layers fewer per batch, the
-            same maths (equal to rounding). A batch in which some generated pair's D-loss derivative is zero (a
-            hinge loss past its margin) takes the two backwards.
+            as it was before G's update; one D forward of that batch serves both updates, with the reference's
+            maths. Needs ``d_steps_per_g_step=1``.
+        shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
+            too (:mod:`cgan_lightning.utilities.row_gradient_scale`).
         compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
             compilation.
         augment: small-data option: differentiable augmentation of every image D sees, real and generated
