@@ -254,7 +254,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
 
     from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
     from cgan_lightning.losses import bce_d_loss, bce_g_loss
-    from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, loss_ratio_factors
+    from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, backward_g_and_d
 
     torch.manual_seed(args.seed)
     row_scale = RowGradientScale()
@@ -284,12 +284,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             d_loss = bce_d_loss(real_logits, fake_logits)
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
-            row_scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)
-            if row_scale.factors is not None:
-                torch.autograd.backward(d_loss, inputs=g_params + d_params)
-            else:
-                torch.autograd.backward(g_loss, inputs=g_params, retain_graph=True)
-                torch.autograd.backward(d_loss, inputs=d_params)
+            backward_g_and_d(d_loss, g_loss, fake_logits, g_params, d_params, row_scale)
             opt_g.step()
             opt_d.step()
             batches += 1

@@ -43,7 +43,7 @@ from cgan_lightning.utilities.checkpoint_files import (
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
 from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
 from cgan_lightning.utilities.lightning_internals import attached_trainer, log_every_n_steps
-from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, loss_ratio_factors
+from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, backward_g_and_d
 from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
 
 #: Builds a generator from ``(latent_dim, num_classes, image_shape)``; in a config: ``class_path`` (a subclass of
@@ -504,8 +504,9 @@ class ConditionalGAN(LightningModule):
         G's step and D's step both see D's weights before either update and the same generated images, exactly
         as the reference loop (which forwards the detached images through D a second time). Each backward is
         restricted to its own network's parameters (``inputs=``): G's pass goes through D without computing D's
-        weight gradients, D's pass stops at the images. Both gradients exist before either step, so the two
-        ``step()`` calls commute.
+        weight gradients, D's pass stops at the images (with ``shared_d_backward``, one backward does both where it
+        can: :func:`~cgan_lightning.utilities.row_gradient_scale.backward_g_and_d`). Both gradients exist before
+        either step, so the two ``step()`` calls commute.
         """
         real, real_labels = batch
         opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
@@ -528,25 +529,13 @@ class ConditionalGAN(LightningModule):
         self._ensure_finite(d_loss, "discriminator", batch_idx)
         opt_g.zero_grad(set_to_none=True)
         opt_d.zero_grad(set_to_none=True)
-        if not self._shared_d_backward(d_loss, g_loss, fake_logits):
-            self.manual_backward(g_loss, inputs=list(self.generator.parameters()), retain_graph=True)
-            self.manual_backward(d_loss, inputs=list(self.discriminator.parameters()))
+        backward_g_and_d(d_loss, g_loss, fake_logits, list(self.generator.parameters()),
+                         list(self.discriminator.parameters()), self._row_scale, self.manual_backward)
         opt_g.step()
         opt_d.step()
         if self.generator_ema is not None:
             self.generator_ema.update(self.generator)
         self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
-
-    def _shared_d_backward(self, d_loss: Tensor, g_loss: Tensor, fake_logits: Tensor) -> bool:
-        """One backward through D for both updates (``shared_d_backward``); ``False`` when this batch needs two."""
-        if self._row_scale is None:
-            return False
-        # Set on every batch: a batch that falls back must see no factors from the one before.
-        self._row_scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)
-        if self._row_scale.factors is None:
-            return False
-        self.manual_backward(d_loss, inputs=[*self.generator.parameters(), *self.discriminator.parameters()])
-        return True
 
     def _d_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """``d_steps_per_g_step`` D steps, then one G step against the updated D."""

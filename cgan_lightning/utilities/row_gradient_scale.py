@@ -20,6 +20,7 @@ tensor([[ 2.,  2.],
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -70,3 +71,22 @@ def loss_ratio_factors(d_loss: Tensor, g_loss: Tensor, fake_logits: Tensor) -> T
     if not bool((d_grad.abs() > SMALLEST_D_DERIVATIVE).all()):
         return None
     return g_grad / d_grad
+
+
+def backward_g_and_d(d_loss: Tensor, g_loss: Tensor, fake_logits: Tensor, g_params: Sequence[Tensor],
+                     d_params: Sequence[Tensor], scale: RowGradientScale | None,
+                     run_backward: Callable[..., Any] = torch.autograd.backward) -> None:
+    """Give G the gradients of ``g_loss`` and D those of ``d_loss``, both losses reading ``fake_logits``.
+
+    With a ``scale`` that marked D's generated input, one backward of ``d_loss`` does both where every row can be
+    rescaled (:func:`loss_ratio_factors`); otherwise two backwards, each restricted to its own network's parameters.
+    ``run_backward`` is ``torch.autograd.backward`` or ``LightningModule.manual_backward``.
+    """
+    if scale is not None:
+        # Set on every batch: a batch that takes two backwards must see no factors from the one before.
+        scale.factors = loss_ratio_factors(d_loss, g_loss, fake_logits)
+        if scale.factors is not None:
+            run_backward(d_loss, inputs=[*g_params, *d_params])
+            return
+    run_backward(g_loss, inputs=list(g_params), retain_graph=True)
+    run_backward(d_loss, inputs=list(d_params))
