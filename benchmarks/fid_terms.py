@@ -36,6 +36,16 @@ def fid_terms(generated: Tensor, real: Tensor) -> tuple[float, float, float, flo
     return fid, mean_term, fid - mean_term, float(cov_g.trace() / cov_r.trace())
 
 
+def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
+                     raw: bool = False) -> tuple[Tensor, Tensor]:
+    """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``."""
+    z, labels = class_balanced_latents(model.num_classes, samples_per_class, model.latent_dim, seed)
+    ema = False if raw else None  # None: the EMA weights when the model keeps them
+    images = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
+                        for i in range(0, len(labels), 1000)])
+    return images, labels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True)
@@ -50,10 +60,7 @@ def main() -> None:
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
     # ClassifierFeatures splits large batches into cache-sized chunks itself.
     train_f, eval_f = extractor(normalize(train_images)), extractor(normalize(eval_images))
-    z, labels = class_balanced_latents(model.num_classes, args.samples_per_class, model.latent_dim, args.seed)
-    ema = False if args.raw else None  # None: the EMA weights when the model keeps them
-    generated = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
-                           for i in range(0, len(labels), 1000)])
+    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=args.raw)
     generated_f = extractor(generated)
 
     print("| class | FID | mean term | covariance term | spread ratio | floor FID | floor mean | floor covariance "

@@ -14,6 +14,8 @@ every other variant adds one option to ``baseline``, ``all`` every small-data op
 
 - ``best``: ``examples/mnist.yaml`` as shipped (Adam at 3e-3 on batches of 16, G's EMA at 0.998);
 - ``baseline``: ``examples/mnist.yaml`` with Adam at 1e-3 on batches of 32 and G's EMA at 0.999;
+- ``critic``: the frozen-feature critic (``--model.discriminator.init_args.feature_critic mnist``);
+- ``best_critic``: ``best`` with the critic and G's EMA at 0.995;
 - ``lr3e3`` / ``batch16``: ``baseline`` with Adam at 3e-3, or on batches of 16 (``best`` is both, with the EMA at
   0.998);
 - ``diffaugment``: ``--model.augment [translation, cutout]`` (probability 1);
@@ -48,11 +50,14 @@ from machine import cpu_model
 from runners import DEFAULT_DATA_DIR, REPO, cli_launcher, seed_loop_command
 
 AUGMENT = "--model.augment=[translation, cutout]"
+CRITIC = "--model.discriminator.init_args.feature_critic=mnist"
 BASELINE = ["--config", "examples/mnist.yaml", "--model.optimizer_g.init_args.lr=0.001",
             "--model.optimizer_d.init_args.lr=0.001", "--data.batch_size=32", "--model.ema_decay=0.999"]
 VARIANTS: dict[str, list[str]] = {
     "best": ["--config", "examples/mnist.yaml"],
+    "best_critic": ["--config", "examples/mnist.yaml", CRITIC, "--model.ema_decay=0.995"],
     "baseline": BASELINE,
+    "critic": [*BASELINE, CRITIC],
     "lr3e3": [*BASELINE, "--model.optimizer_g.init_args.lr=0.003", "--model.optimizer_d.init_args.lr=0.003"],
     "batch16": [*BASELINE, "--data.batch_size=16"],
     "diffaugment": [*BASELINE, AUGMENT, "--model.augment_p=1.0"],

@@ -45,7 +45,8 @@ def _quality_runs() -> Any:
     return importlib.import_module("quality_runs")
 
 
-@pytest.mark.parametrize("variant", ["best", "baseline", "lr3e3", "mode_seeking", "res_blocks", "wide", "all", "extra"])
+@pytest.mark.parametrize("variant", ["best", "best_critic", "baseline", "critic", "lr3e3", "mode_seeking", "res_blocks",
+                                     "wide", "all", "extra"])
 def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     # benchmarks/quality_runs.py's commands: a variant's configs, then the evidence fragment, then its other arguments.
@@ -64,8 +65,11 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert {"PerClassFID", "SampleQuality", "ClassificationAccuracyScore"} <= callbacks
     assert ("LearningRateMonitor" in callbacks) == (variant == "extra")
     lr, batch = config["model"]["optimizer_g"]["init_args"]["lr"], config["data"]["init_args"]["batch_size"]
-    assert (lr, batch) == {"best": (0.003, 16), "lr3e3": (0.003, 32), "all": (0.001, 32),
+    assert (lr, batch) == {"best": (0.003, 16), "best_critic": (0.003, 16), "lr3e3": (0.003, 32), "all": (0.001, 32),
                            "extra": (0.003, 16)}.get(variant, (0.001, 32))
+    # The frozen-feature critic: only where the ablation adds it.
+    critic = config["model"]["discriminator"]["init_args"].get("feature_critic")
+    assert (critic == "mnist") == (variant in ("best_critic", "critic"))
 
 
 @pytest.mark.parametrize("config", MNIST_EXAMPLES, ids=lambda p: p.stem)

@@ -45,3 +45,13 @@ def test_too_little_variety_is_covariance_term_and_low_spread(real: torch.Tensor
     assert mean_term == pytest.approx(0.0, abs=1e-9)
     assert cov_term == pytest.approx(float(torch.cov(real.double().T).trace()) / 4, rel=1e-6)
     assert spread == pytest.approx(0.25) and fid == pytest.approx(cov_term)
+
+
+def test_mean_class_fid_averages_the_classes(real: torch.Tensor) -> None:
+    # benchmarks/feature_space_fid.py: the mean over classes of each class's FID against its own real images.
+    _fid_terms()  # puts benchmarks/ on sys.path
+    mean_class_fid = importlib.import_module("feature_space_fid").mean_class_fid
+    labels = torch.arange(len(real)) % 2
+    shifted = real + 0.5 * (labels == 1).double().unsqueeze(1)  # class 1 moved by 0.5 in each of 6 features
+    assert mean_class_fid(real, labels, real, labels) == pytest.approx(0.0, abs=1e-6)
+    assert mean_class_fid(shifted, labels, real, labels) == pytest.approx(6 * 0.5**2 / 2, rel=1e-6)

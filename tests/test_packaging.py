@@ -1,4 +1,4 @@
-"""The wheel other projects install carries the package data (the shipped classifier weights)."""
+"""The wheel other projects install carries the package data (the shipped classifier and critic weights)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def test_wheel_contains_modules_weights_and_console_script(tmp_path: Path) -> No
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "cgan_lightning/metrics/weights/mnist_classifier.pt" in names
+    assert "cgan_lightning/nn/weights/mnist_critic_features.pt" in names
     expected = {"cgan_lightning/module.py", "cgan_lightning/cli/__init__.py", "cgan_lightning/callbacks/__init__.py"}
     assert expected <= names
     assert "cgan-lightning = cgan_lightning.cli:main" in entry_points

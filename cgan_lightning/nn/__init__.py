@@ -4,6 +4,7 @@ from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerato
 from cgan_lightning.nn.conditioning import ConditionalBatchNorm2d, FiLM2d
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
 from cgan_lightning.nn.ema import GeneratorEMA
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "FiLM2d",
+    "FrozenFeatureCritic",
     "GeneratorEMA",
     "MLPDiscriminator",
     "MLPGenerator",

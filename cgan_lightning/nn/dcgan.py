@@ -12,6 +12,7 @@ discriminator defines it; ``forward`` always returns the adversarial logits ``[B
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, cast
 
 import torch
@@ -21,6 +22,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
 from cgan_lightning.utilities.argument_checks import ImageShape, check_images, check_int
 
 #: How the discriminator uses the label: one-hot maps concatenated to the image, the projection
@@ -172,6 +174,10 @@ class DCGANDiscriminator(ConditionalDiscriminator):
             leave it off with ``wgan-gp`` and R1 (their per-sample gradient penalties assume independent samples).
         negative_slope: slope of the LeakyReLU activations.
         res_blocks: residual 3x3-convolution blocks after each strided convolution (0: the plain DCGAN).
+        feature_critic: add the score of a :class:`~cgan_lightning.nn.feature_critic.FrozenFeatureCritic` on this
+            pretrained classifier's conv features to the logit: ``"mnist"`` (shipped weights) or a classifier file
+            written by ``cgan-lightning train-classifier`` (``None``: off).
+        feature_critic_blocks: which of that classifier's conv blocks (1-3) the critic reads.
     """
 
     #: The ``conditioning`` values this class accepts.
@@ -187,6 +193,8 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         batch_norm: bool = False,
         negative_slope: float = 0.2,
         res_blocks: int = 0,
+        feature_critic: str | None = None,
+        feature_critic_blocks: Sequence[int] = (2, 3),
     ) -> None:
         super().__init__()
         if num_classes <= 0:
@@ -222,6 +230,9 @@ class DCGANDiscriminator(ConditionalDiscriminator):
             # Embedding's default N(0, 1) init would make <embed(y), h> dwarf the linear term at the start.
             nn.init.xavier_uniform_(embedding.weight)
             self.projection = _layer(embedding, spectral_norm)
+        self.feature_critic = (FrozenFeatureCritic(feature_critic, num_classes, self.image_shape,
+                                                   feature_critic_blocks, spectral_norm=spectral_norm)
+                               if feature_critic is not None else None)
 
     def _judge(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Adversarial logits ``[B]`` and the features ``h(x)`` ``[B, feature_dim]`` they were computed from."""
@@ -233,6 +244,8 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         logits = self.to_logit(h).squeeze(1)
         if self.projection is not None:
             logits = logits + (self.projection(labels) * h).sum(dim=1)
+        if self.feature_critic is not None:
+            logits = logits + self.feature_critic(images, labels)
         return logits, h
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
@@ -258,6 +271,8 @@ class ACGANDiscriminator(DCGANDiscriminator):
         batch_norm: as in :class:`DCGANDiscriminator`.
         negative_slope: as in :class:`DCGANDiscriminator`.
         res_blocks: as in :class:`DCGANDiscriminator`.
+        feature_critic: as in :class:`DCGANDiscriminator`.
+        feature_critic_blocks: as in :class:`DCGANDiscriminator`.
     """
 
     conditionings = ("concat", "projection", "none")
@@ -273,9 +288,11 @@ class ACGANDiscriminator(DCGANDiscriminator):
         batch_norm: bool = False,
         negative_slope: float = 0.2,
         res_blocks: int = 0,
+        feature_critic: str | None = None,
+        feature_critic_blocks: Sequence[int] = (2, 3),
     ) -> None:
         super().__init__(num_classes, image_shape, base_channels, conditioning, spectral_norm, batch_norm,
-                         negative_slope, res_blocks)
+                         negative_slope, res_blocks, feature_critic, feature_critic_blocks)
         if aux_weight < 0:
             raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
         self.aux_weight = aux_weight
