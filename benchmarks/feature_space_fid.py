@@ -23,12 +23,7 @@ from torch import Tensor
 
 from cgan_lightning import ConditionalGAN
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
-from cgan_lightning.metrics.classifier import ImageClassifier, load_classifier, load_mnist_classifier
-
-
-def classifier_space(classifier: ImageClassifier) -> Callable[[Tensor], Tensor]:
-    """Penultimate features, 1,000 images at a time."""
-    return lambda images: torch.cat([classifier.features(images[i : i + 1000]) for i in range(0, len(images), 1000)])
+from cgan_lightning.metrics.features import ClassifierFeatures
 
 
 def mean_class_fid(features: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor) -> float:
@@ -45,8 +40,8 @@ def main() -> None:
     parser.add_argument("--samples_per_class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    spaces = {"shipped classifier": classifier_space(load_mnist_classifier())}
-    spaces.update({Path(p).name: classifier_space(load_classifier(p)) for p in args.classifier})
+    spaces: dict[str, Callable[[Tensor], Tensor]] = {"shipped classifier": ClassifierFeatures()}
+    spaces.update({Path(p).name: ClassifierFeatures(p) for p in args.classifier})
     spaces["pixels"] = lambda images: images.flatten(1)
     data = MNISTDataModule(args.data_dir, download=False)
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")

@@ -184,17 +184,30 @@ def load_classifier(path: str | Path) -> ImageClassifier:
     return _build(torch.load(path, map_location="cpu", weights_only=True), str(path))
 
 
-def load_mnist_classifier() -> ImageClassifier:
-    """Load the classifier shipped inside the package (eval mode, frozen, on the CPU). Never downloads."""
-    resource = resources.files(WEIGHTS_PACKAGE).joinpath(WEIGHTS_FILE)
+def load_packaged_classifier(package: str, file: str, name: str,
+                             fix: str = "reinstall cgan-lightning") -> ImageClassifier:
+    """Load classifier weights shipped as package data (eval mode, frozen, on the CPU). Never downloads.
+
+    Args:
+        package: the package holding the file, e.g. ``"cgan_lightning.metrics"``.
+        file: its path inside the package.
+        name: what the weights are, for messages (e.g. ``"the shipped MNIST classifier"``).
+        fix: what to do when the file is missing from the installed package.
+    """
+    resource = resources.files(package).joinpath(file)
     if not resource.is_file():
-        raise FileNotFoundError(f"the shipped classifier weights {WEIGHTS_FILE} are missing from the installed "
-                                "package; reinstall cgan-lightning or run "
-                                "`python -m cgan_lightning.metrics.classifier_training`")
+        raise FileNotFoundError(f"{name}'s weights {file} are missing from the installed package; {fix}")
     # Read the bytes rather than a filesystem path: the package may live inside a zip.
     payload = torch.load(io.BytesIO(resource.read_bytes()), map_location="cpu", weights_only=True)
-    return _build(payload, f"the shipped MNIST classifier ({WEIGHTS_FILE})")
+    return _build(payload, f"{name} ({file})")
+
+
+def load_mnist_classifier() -> ImageClassifier:
+    """Load the classifier shipped inside the package (eval mode, frozen, on the CPU). Never downloads."""
+    return load_packaged_classifier(
+        WEIGHTS_PACKAGE, WEIGHTS_FILE, "the shipped MNIST classifier",
+        "reinstall cgan-lightning or run `python -m cgan_lightning.metrics.classifier_training`")
 
 
 __all__ = ["ImageClassifier", "MNISTClassifier", "check_classifier_matches", "load_classifier",
-           "load_mnist_classifier", "save_classifier"]
+           "load_mnist_classifier", "load_packaged_classifier", "save_classifier"]

@@ -12,9 +12,7 @@ The frozen network is kept as buffers, not parameters: no optimizer, gradient re
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,7 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from cgan_lightning.metrics.classifier import ImageClassifier, _build, check_classifier_matches, load_classifier
+from cgan_lightning.metrics.classifier import (
+    ImageClassifier,
+    check_classifier_matches,
+    load_classifier,
+    load_packaged_classifier,
+)
 
 #: ``feature_critic: mnist`` names these weights, shipped in the package: an ImageClassifier trained on the
 #: 5,000-image MNIST train split with seed 1 (the evaluation classifier is a separate one, seed 0).
@@ -36,12 +39,7 @@ def load_critic_features(weights: str | Path) -> ImageClassifier:
     """The classifier ``weights`` names: ``"mnist"`` (the shipped file) or a path written by ``save_classifier``."""
     if str(weights) != "mnist":
         return load_classifier(weights)
-    resource = resources.files(_PACKAGE).joinpath(MNIST_CRITIC_FEATURES)
-    if not resource.is_file():
-        raise FileNotFoundError(f"the shipped critic features {MNIST_CRITIC_FEATURES} are missing from the installed "
-                                "package; reinstall cgan-lightning")
-    payload = torch.load(io.BytesIO(resource.read_bytes()), map_location="cpu", weights_only=True)
-    return _build(payload, f"the shipped MNIST critic features ({MNIST_CRITIC_FEATURES})")
+    return load_packaged_classifier(_PACKAGE, MNIST_CRITIC_FEATURES, "the shipped MNIST critic features")
 
 
 def _freeze_as_buffers(module: ModuleT) -> ModuleT:
@@ -107,6 +105,8 @@ class FrozenFeatureCritic(nn.Module):
                 block += 1
                 if block in self.blocks:
                     taps.append(x)
+                if block == max(self.blocks):  # the blocks after the last tapped one would be wasted work
+                    break
         return taps
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
