@@ -7,7 +7,8 @@ than real ones (missing variety, as a low recall says); above 1, more.
 
 Scores a checkpoint's generator (EMA weights when it keeps them; ``--raw`` for the raw ones) against the real
 evaluation split, class by class, in the shipped classifier's feature space, on the same samples as ``PerClassFID``
-(``--samples_per_class`` per class drawn from ``--seed``), and the real training split the same way as the floor.
+(``--samples_per_class`` per class drawn from ``--seed``; ``--latent_scale`` widens their latents), and the real
+training split the same way as the floor. Ends with the classifier's accuracy on the samples (``acc/mean``).
 
     python benchmarks/fid_terms.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data
@@ -37,9 +38,13 @@ def fid_terms(generated: Tensor, real: Tensor) -> tuple[float, float, float, flo
 
 
 def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
-                     raw: bool = False) -> tuple[Tensor, Tensor]:
-    """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``."""
+                     raw: bool = False, latent_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``.
+
+    ``latent_scale`` multiplies the latents (above 1: wider than the N(0, I) that G was trained on).
+    """
     z, labels = class_balanced_latents(model.num_classes, samples_per_class, model.latent_dim, seed)
+    z = z * latent_scale
     ema = False if raw else None  # None: the EMA weights when the model keeps them
     images = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
                         for i in range(0, len(labels), 1000)])
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--samples_per_class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="score G's raw weights instead of its EMA")
+    parser.add_argument("--latent_scale", type=float, default=1.0, help="multiply the latents by this")
     args = parser.parse_args()
     model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
     data = MNISTDataModule(args.data_dir, download=False)
@@ -60,8 +66,9 @@ def main() -> None:
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
     # ClassifierFeatures splits large batches into cache-sized chunks itself.
     train_f, eval_f = extractor(normalize(train_images)), extractor(normalize(eval_images))
-    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=args.raw)
-    generated_f = extractor(generated)
+    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=args.raw,
+                                         latent_scale=args.latent_scale)
+    generated_f, logits = extractor.features_and_logits(generated)
 
     print("| class | FID | mean term | covariance term | spread ratio | floor FID | floor mean | floor covariance "
           "| floor spread |")
@@ -73,6 +80,8 @@ def main() -> None:
         print(f"| {k} | " + " | ".join(f"{value:.2f}" for value in rows[-1]) + " |")
     means = torch.tensor(rows).mean(0).tolist()
     print("| mean | " + " | ".join(f"**{value:.2f}**" for value in means) + " |")
+    accuracy = float((logits.argmax(dim=1) == labels).double().mean())
+    print(f"\nThe shipped classifier's accuracy on the generated samples: {accuracy:.4f}")
 
 
 if __name__ == "__main__":

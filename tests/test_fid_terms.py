@@ -55,3 +55,15 @@ def test_mean_class_fid_averages_the_classes(real: torch.Tensor) -> None:
     shifted = real + 0.5 * (labels == 1).double().unsqueeze(1)  # class 1 moved by 0.5 in each of 6 features
     assert mean_class_fid(real, labels, real, labels) == pytest.approx(0.0, abs=1e-6)
     assert mean_class_fid(shifted, labels, real, labels) == pytest.approx(6 * 0.5**2 / 2, rel=1e-6)
+
+
+def test_covered_marks_the_real_balls_that_hold_another_sample() -> None:
+    # benchmarks/coverage_sources.py: coverage's per-sample count. Real points 0, 1, ..., 9 on a line (k = 1: each
+    # ball's radius is 1, strict); a point at 0.5 lies in the balls of 0 and 1 only, one at 20 in none.
+    _fid_terms()
+    covered = importlib.import_module("coverage_sources").covered
+    real = torch.arange(10.0).unsqueeze(1)
+    hits = covered(real, torch.tensor([[0.5], [20.0]]), nearest_k=1)
+    assert hits.tolist() == [True, True] + [False] * 8
+    assert covered(real, real + 0.25, nearest_k=1).all()
+    assert not covered(real, torch.tensor([[-1.0]]), nearest_k=1).any()  # on ball 0's edge: outside (strict)
