@@ -23,12 +23,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from fid_terms import generated_images
+from fid_terms import add_generator_arguments, score_generator
 from torch import Tensor
 
-from cgan_lightning import ConditionalGAN
-from cgan_lightning.data.mnist import MNISTDataModule, normalize
-from cgan_lightning.metrics.features import ClassifierFeatures
 from cgan_lightning.metrics.prdc import DEFAULT_NEAREST_K, kth_neighbour_distances, pairwise_distances
 
 
@@ -40,27 +37,16 @@ def covered(real: Tensor, other: Tensor, nearest_k: int = DEFAULT_NEAREST_K) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--samples_per_class", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latent_scale", type=float, default=1.0, help="multiply the latents by this")
+    add_generator_arguments(parser)
     args = parser.parse_args()
-    model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
-    data = MNISTDataModule(args.data_dir, download=False)
-    extractor = ClassifierFeatures()
-    (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
-    with torch.no_grad():
-        train_f, eval_f = extractor(normalize(train_images)), extractor(normalize(eval_images))
-        generated, labels = generated_images(model, args.samples_per_class, args.seed,
-                                             latent_scale=args.latent_scale)
-        generated_f = extractor(generated)
+    run = score_generator(args)
 
     columns = ("G", "train", "G only", "train only", "G covers train", "train, 1 : 1")
     print("| class | " + " | ".join(columns) + " |\n|---|" + "---:|" * len(columns))
     rows = []
-    for k in range(model.num_classes):
-        real, train, fake = eval_f[eval_labels == k], train_f[train_labels == k], generated_f[labels == k]
+    for k in range(run.model.num_classes):
+        real, train = run.eval[run.eval_labels == k], run.train[run.train_labels == k]
+        fake = run.generated[run.labels == k]
         by_g, by_train = covered(real, fake), covered(real, train)
         half = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(args.seed))[: len(real) // 2]]
         rows.append([by_g.double().mean(), by_train.double().mean(), (by_g & ~by_train).double().mean(),

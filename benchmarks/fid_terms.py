@@ -17,6 +17,7 @@ training split the same way as the floor. Ends with the classifier's accuracy on
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -51,36 +52,62 @@ def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
     return images, labels
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@dataclass
+class ScoredGenerator:
+    """A checkpoint's samples and the real splits, in the shipped classifier's feature space."""
+
+    model: ConditionalGAN
+    generated: Tensor  # features [N, D] of the samples
+    generated_logits: Tensor
+    labels: Tensor  # the samples' labels
+    train: Tensor
+    train_labels: Tensor
+    eval: Tensor
+    eval_labels: Tensor
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint, data and sampling arguments of the benchmarks that score one generator."""
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--samples_per_class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--raw", action="store_true", help="score G's raw weights instead of its EMA")
     parser.add_argument("--latent_scale", type=float, default=1.0, help="multiply the latents by this")
-    args = parser.parse_args()
+
+
+@torch.no_grad()
+def score_generator(args: argparse.Namespace, raw: bool = False) -> ScoredGenerator:
+    """Load ``args.ckpt``, draw ``PerClassFID``'s samples and extract their features and the real splits'."""
     model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
     data = MNISTDataModule(args.data_dir, download=False)
-    extractor = ClassifierFeatures()
+    extractor = ClassifierFeatures()  # splits large batches into cache-sized chunks itself
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
-    # ClassifierFeatures splits large batches into cache-sized chunks itself.
-    train_f, eval_f = extractor(normalize(train_images)), extractor(normalize(eval_images))
-    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=args.raw,
+    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=raw,
                                          latent_scale=args.latent_scale)
     generated_f, logits = extractor.features_and_logits(generated)
+    return ScoredGenerator(model, generated_f, logits, labels, extractor(normalize(train_images)), train_labels,
+                           extractor(normalize(eval_images)), eval_labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_generator_arguments(parser)
+    parser.add_argument("--raw", action="store_true", help="score G's raw weights instead of its EMA")
+    args = parser.parse_args()
+    run = score_generator(args, raw=args.raw)
 
     print("| class | FID | mean term | covariance term | spread ratio | floor FID | floor mean | floor covariance "
           "| floor spread |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
-    for k in range(model.num_classes):
-        real = eval_f[eval_labels == k]
-        rows.append((*fid_terms(generated_f[labels == k], real), *fid_terms(train_f[train_labels == k], real)))
+    for k in range(run.model.num_classes):
+        real, generated, train = (run.eval[run.eval_labels == k], run.generated[run.labels == k],
+                                  run.train[run.train_labels == k])
+        rows.append((*fid_terms(generated, real), *fid_terms(train, real)))
         print(f"| {k} | " + " | ".join(f"{value:.2f}" for value in rows[-1]) + " |")
     means = torch.tensor(rows).mean(0).tolist()
     print("| mean | " + " | ".join(f"**{value:.2f}**" for value in means) + " |")
-    accuracy = float((logits.argmax(dim=1) == labels).double().mean())
+    accuracy = float((run.generated_logits.argmax(dim=1) == run.labels).double().mean())
     print(f"\nThe shipped classifier's accuracy on the generated samples: {accuracy:.4f}")
 
 
