@@ -37,3 +37,21 @@ def test_seed_loop_command_is_the_reference_worker(tmp_path: Path) -> None:
     runners = _runners()
     assert runners.seed_loop_command(3, "data", tmp_path) == runners.worker_command("reference", 3, "data", tmp_path)
     assert "--worker" in runners.worker_command("plain", 3, "data", tmp_path)
+
+
+def test_epoch_timer_splits_each_epoch(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
+    # benchmarks/epoch_timer.py: one record per epoch that a next epoch started after, its parts inside its wall time.
+    import lightning.pytorch as pl
+
+    from cgan_lightning import ConditionalGAN
+    from cgan_lightning.data.mnist import MNISTDataModule
+
+    _runners()  # puts benchmarks/ on sys.path
+    timer = importlib.import_module("epoch_timer").EpochTimer(report_at_exit=False)
+    trainer = pl.Trainer(max_epochs=3, limit_train_batches=3, limit_val_batches=1, accelerator="cpu",
+                         callbacks=[timer], default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    trainer.fit(ConditionalGAN(), MNISTDataModule(str(fake_mnist_session_dir), download=False, batch_size=8))
+    assert len(timer.epochs) == 2  # the third epoch has no next start
+    for epoch in timer.epochs:
+        assert epoch["batches"] > 0 and epoch["validation"] > 0 and epoch["epoch_end"] > 0
+        assert epoch["batches"] + epoch["gaps"] + epoch["validation"] + epoch["epoch_end"] <= epoch["wall"] + 1e-6
