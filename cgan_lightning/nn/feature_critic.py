@@ -83,6 +83,7 @@ class FrozenFeatureCritic(nn.Module):
         # Batch norm folded into the convs: each block is conv, ReLU, max-pool.
         self.features: nn.Sequential = _freeze_as_buffers(classifier.fuse_batch_norm().conv)
         self.blocks = blocks
+        self._last_block = max(blocks)  # the blocks after it would be wasted work
         with torch.no_grad():
             dims = [tap.flatten(1).size(1) for tap in self._taps(torch.zeros(1, *classifier.image_shape))]
 
@@ -105,7 +106,7 @@ class FrozenFeatureCritic(nn.Module):
                 block += 1
                 if block in self.blocks:
                     taps.append(x)
-                if block == max(self.blocks):  # the blocks after the last tapped one would be wasted work
+                if block == self._last_block:
                     break
         return taps
 
