@@ -67,3 +67,16 @@ def test_covered_marks_the_real_balls_that_hold_another_sample() -> None:
     assert hits.tolist() == [True, True] + [False] * 8
     assert covered(real, real + 0.25, nearest_k=1).all()
     assert not covered(real, torch.tensor([[-1.0]]), nearest_k=1).any()  # on ball 0's edge: outside (strict)
+
+
+def test_miss_overlap_counts_shared_misses_against_chance() -> None:
+    # benchmarks/missed_digits.py. Real points 0, ..., 9 on a line (k = 1: radius 1); A at 0.5 covers 0 and 1,
+    # B at 0.4 and 5.5 covers 0, 1, 5 and 6.
+    _fid_terms()
+    miss_overlap = importlib.import_module("missed_digits").miss_overlap
+    real = torch.arange(10.0).unsqueeze(1)
+    overlap = miss_overlap(real, torch.tensor([[0.5]]), torch.tensor([[0.4], [5.5]]), nearest_k=1)
+    assert (overlap.digits, overlap.missed_a, overlap.missed_b, overlap.missed_both) == (10, 8, 6, 6)
+    assert overlap.if_independent == pytest.approx(8 * 6 / 10)
+    # Centroid 4.5: A's missed digits 2..9 lie 17 / 8 from it on average, its covered 0 and 1 lie 4.0.
+    assert overlap.distance_missed == pytest.approx(17 / 8) and overlap.distance_covered == pytest.approx(4.0)
