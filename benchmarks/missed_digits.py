@@ -24,6 +24,8 @@ from coverage_sources import covered
 from fid_terms import add_generator_arguments, score_generator
 from torch import Tensor
 
+from cgan_lightning.metrics.prdc import DEFAULT_NEAREST_K
+
 
 @dataclass
 class MissOverlap:
@@ -38,7 +40,8 @@ class MissOverlap:
     distance_covered: float
 
 
-def miss_overlap(real: Tensor, generated_a: Tensor, generated_b: Tensor, nearest_k: int = 5) -> MissOverlap:
+def miss_overlap(real: Tensor, generated_a: Tensor, generated_b: Tensor,
+                 nearest_k: int = DEFAULT_NEAREST_K) -> MissOverlap:
     """How many of the ``real`` features ``[N, D]`` each generated set misses, both miss, and chance would share."""
     missed_a, missed_b = ~covered(real, generated_a, nearest_k), ~covered(real, generated_b, nearest_k)
     distance = (real - real.mean(0)).norm(dim=1)
