@@ -35,6 +35,7 @@ from cgan_lightning.metrics import (
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.nn import (
     ACGANDiscriminator,
+    AtypicalRealWeighting,
     ConditionalBatchNorm2d,
     ConditionalDiscriminator,
     ConditionalGenerator,
@@ -57,6 +58,7 @@ __all__ = [
     "ACGANDiscriminator",
     "AdversarialLoss",
     "AtomicCheckpointIO",
+    "AtypicalRealWeighting",
     "BestFIDCheckpoint",
     "CheckpointError",
     "ClassificationAccuracyScore",

@@ -1,6 +1,7 @@
 """Adversarial losses as pure functions of discriminator logits.
 
-A loss is a pair of functions: ``d_loss(real_logits, fake_logits) -> Tensor`` for the discriminator and
+A loss is a pair of functions: ``d_loss(real_logits, fake_logits, real_weights=None) -> Tensor`` for the
+discriminator (``real_weights``: optional per-image weights ``[B]`` of the real terms, mean 1) and
 ``g_loss(fake_logits) -> Tensor`` for the generator, plus an optional ``penalty(discriminator, real, fake,
 labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). :data:`LOSSES` maps the
 names accepted by ``ConditionalGAN(loss=...)`` to these triples, so the training step only calls what was chosen.
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 
 class DiscriminatorLoss(Protocol):
-    def __call__(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor: ...
+    def __call__(self, real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor: ...
 
 
 class GeneratorLoss(Protocol):
@@ -43,9 +44,16 @@ class AdversarialLoss(NamedTuple):
     penalty: DiscriminatorPenalty | None = None
 
 
-def bce_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+def _mean(values: Tensor, weights: Tensor | None) -> Tensor:
+    """``values.mean()``, or ``(weights * values).mean()`` with per-image weights (the real terms' weighting)."""
+    return values.mean() if weights is None else (weights.reshape(values.shape) * values).mean()
+
+
+def bce_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
     """The reference D loss: ``(BCE(D(x,y), 1) + BCE(D(G(z,y),y), 0)) / 2``, computed on logits."""
-    real = F.binary_cross_entropy_with_logits(real_logits, real_logits.new_ones(()).expand_as(real_logits))
+    weight = None if real_weights is None else real_weights.reshape(real_logits.shape)
+    real = F.binary_cross_entropy_with_logits(real_logits, real_logits.new_ones(()).expand_as(real_logits),
+                                              weight=weight)
     fake = F.binary_cross_entropy_with_logits(fake_logits, fake_logits.new_zeros(()).expand_as(fake_logits))
     return (real + fake) / 2
 
@@ -55,9 +63,9 @@ def bce_g_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, fake_logits.new_ones(()).expand_as(fake_logits))
 
 
-def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
     """Hinge D loss (Lim & Ye 2017; Miyato et al. 2018): ``E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]``."""
-    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    return _mean(F.relu(1 - real_logits), real_weights) + F.relu(1 + fake_logits).mean()
 
 
 def hinge_g_loss(fake_logits: Tensor) -> Tensor:
@@ -65,9 +73,9 @@ def hinge_g_loss(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
-def lsgan_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+def lsgan_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
     """Least-squares D loss (Mao et al. 2017, targets 1 and 0): ``(E[(D(x) - 1)^2] + E[D(G(z))^2]) / 2``."""
-    return ((real_logits - 1).square().mean() + fake_logits.square().mean()) / 2
+    return (_mean((real_logits - 1).square(), real_weights) + fake_logits.square().mean()) / 2
 
 
 def lsgan_g_loss(fake_logits: Tensor) -> Tensor:
@@ -75,9 +83,9 @@ def lsgan_g_loss(fake_logits: Tensor) -> Tensor:
     return (fake_logits - 1).square().mean() / 2
 
 
-def wasserstein_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+def wasserstein_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
     """Wasserstein critic loss: ``E[D(G(z))] - E[D(x)]`` (needs a Lipschitz constraint, e.g. the gradient penalty)."""
-    return fake_logits.mean() - real_logits.mean()
+    return fake_logits.mean() - _mean(real_logits, real_weights)
 
 
 def wasserstein_g_loss(fake_logits: Tensor) -> Tensor:

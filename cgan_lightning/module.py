@@ -17,6 +17,8 @@ from typing_extensions import override
 
 from cgan_lightning.losses import DiscriminatorPenalty, LeCamEMA, get_loss, mode_seeking_loss, r1_penalty
 from cgan_lightning.metrics.sample_checks import check_samples
+from cgan_lightning.metrics.sampling import training_images
+from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
 from cgan_lightning.nn.augment import build_d_augment
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.build import build_network
@@ -167,6 +169,11 @@ class ConditionalGAN(LightningModule):
         mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off), see
             :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
             drawn for the labels of the first half (the pairs it compares).
+        atypical_weighting: strength ``a`` of the weighting of D's real terms towards each class's atypical
+            training images (0: off), see :mod:`cgan_lightning.nn.atypical_weighting`: an image's weight is
+            ``clip(1 + a * t, 0.25, 3)`` (batch mean 1), ``t`` its standardized distance from its class's centroid.
+        atypical_features: the classifier whose penultimate features measure that distance: ``"mnist"`` (the
+            shipped critic classifier) or the path of one written by ``cgan-lightning train-classifier``.
         class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
             captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
 
@@ -201,6 +208,8 @@ class ConditionalGAN(LightningModule):
         lecam_weight: float = 0.0,
         lecam_decay: float = 0.99,
         mode_seeking_weight: float = 0.0,
+        atypical_weighting: float = 0.0,
+        atypical_features: str = "mnist",
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -269,6 +278,9 @@ class ConditionalGAN(LightningModule):
         self.lecam_weight = lecam_weight
         self.lecam = LeCamEMA(lecam_decay) if lecam_weight > 0 else None
         self.mode_seeking_weight = check_number(mode_seeking_weight, "mode_seeking_weight", minimum=0.0)  # 0: off
+        check_number(atypical_weighting, "atypical_weighting", minimum=0.0)  # 0: off
+        self.atypical_weighting = (AtypicalRealWeighting(atypical_features, num_classes, image_shape,
+                                                         atypical_weighting) if atypical_weighting > 0 else None)
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -414,6 +426,10 @@ class ConditionalGAN(LightningModule):
     def on_fit_start(self) -> None:
         # After any checkpoint was loaded: continue its stream, else seed from torch.initial_seed() + rank.
         self.training_rng.start(self.device, self.global_rank, self.trainer.world_size)
+        if self.atypical_weighting is not None and not bool(self.atypical_weighting.fitted):
+            # Once per run: a resumed run keeps the checkpoint's statistics.
+            images, labels = training_images(self.trainer)
+            self.atypical_weighting.fit(images, labels)
 
     @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -463,10 +479,16 @@ class ConditionalGAN(LightningModule):
                 "Lower the learning rate or change the loss; earlier checkpoints are untouched."
             )
 
+    def _real_weights(self, real: Tensor, labels: Tensor) -> Tensor | None:
+        """Per-image weights of D's real terms (``atypical_weighting``), from the images before augmentation."""
+        return None if self.atypical_weighting is None else self.atypical_weighting(real, labels)
+
     def _d_loss(self, real_logits: Tensor, fake_logits: Tensor, real_aux: Tensor | None, d_real: Tensor,
-                d_fake: Tensor, real_labels: Tensor) -> Tensor:
+                d_fake: Tensor, real_labels: Tensor, real_weights: Tensor | None = None) -> Tensor:
         """D's loss: the adversarial term, the auxiliary loss on real pairs, the penalties and LeCam."""
-        d_loss = self.adversarial_loss.d_loss(real_logits, fake_logits)
+        # A loss of two arguments (the protocol before real_weights) still works while the weighting is off.
+        d_loss = (self.adversarial_loss.d_loss(real_logits, fake_logits) if real_weights is None
+                  else self.adversarial_loss.d_loss(real_logits, fake_logits, real_weights))
         if real_aux is not None:
             d_loss = d_loss + real_aux
         for penalty in self.d_penalties:
@@ -524,7 +546,8 @@ class ConditionalGAN(LightningModule):
         g_loss = self._g_regularized(self.adversarial_loss.g_loss(fake_logits), fake, z)
         if g_aux is not None:
             g_loss = g_loss + g_aux
-        d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels)
+        d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels,
+                              self._real_weights(real, real_labels))
         self._ensure_finite(g_loss, "generator", batch_idx)
         self._ensure_finite(d_loss, "discriminator", batch_idx)
         opt_g.zero_grad(set_to_none=True)
@@ -546,6 +569,7 @@ class ConditionalGAN(LightningModule):
         # reference loop; extra D steps draw fresh fakes without a graph.
         fake, fake_labels, z = self._fake_batch(n)
         d_fake_images, d_fake_labels = fake.detach(), fake_labels
+        real_weights = self._real_weights(real, real_labels)
         for step in range(self.d_steps_per_g_step):
             if step > 0:
                 with torch.no_grad():
@@ -559,7 +583,8 @@ class ConditionalGAN(LightningModule):
                 else:
                     real_logits, real_aux = self._discriminate(d_real, real_labels)
                     fake_logits, _ = self._discriminate(d_fake, d_fake_labels)
-                d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake, real_labels)
+                d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake, real_labels,
+                                      real_weights)
                 self._ensure_finite(d_loss, "discriminator", batch_idx)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)

@@ -1,5 +1,6 @@
 """Generators, discriminators and the layers that bring the label into them."""
 
+from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.conditioning import ConditionalBatchNorm2d, FiLM2d
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
@@ -9,6 +10,7 @@ from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 
 __all__ = [
     "ACGANDiscriminator",
+    "AtypicalRealWeighting",
     "ConditionalBatchNorm2d",
     "ConditionalDiscriminator",
     "ConditionalGenerator",

@@ -42,7 +42,7 @@ def load_critic_features(weights: str | Path) -> ImageClassifier:
     return load_packaged_classifier(_PACKAGE, MNIST_CRITIC_FEATURES, "the shipped MNIST critic features")
 
 
-def _freeze_as_buffers(module: ModuleT) -> ModuleT:
+def freeze_as_buffers(module: ModuleT) -> ModuleT:
     """Turn every parameter of ``module`` into a buffer of the same name (frozen, yet moved and saved with it)."""
     for layer in module.modules():
         for name, param in list(layer.named_parameters(recurse=False)):
@@ -81,7 +81,7 @@ class FrozenFeatureCritic(nn.Module):
         classifier = load_critic_features(weights)
         check_classifier_matches(classifier, num_classes, image_shape)
         # Batch norm folded into the convs: each block is conv, ReLU, max-pool.
-        self.features: nn.Sequential = _freeze_as_buffers(classifier.fuse_batch_norm().conv)
+        self.features: nn.Sequential = freeze_as_buffers(classifier.fuse_batch_norm().conv)
         self.blocks = blocks
         self._last_block = max(blocks)  # the blocks after it would be wasted work
         with torch.no_grad():
@@ -120,4 +120,4 @@ class FrozenFeatureCritic(nn.Module):
         return logits
 
 
-__all__ = ["MNIST_CRITIC_FEATURES", "FrozenFeatureCritic", "load_critic_features"]
+__all__ = ["MNIST_CRITIC_FEATURES", "FrozenFeatureCritic", "freeze_as_buffers", "load_critic_features"]
