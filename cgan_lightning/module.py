@@ -143,22 +143,23 @@ class ConditionalGAN(LightningModule):
         d_steps_per_g_step: discriminator updates per generator update (each batch: D steps, then one G step).
         check_finite: stop with :class:`NonFiniteLossError` when a loss is NaN/inf (one host read per step).
         r1_gamma: weight of the R1 penalty on real data added to D's loss (0: off), with any ``loss``.
-        ema_decay: keep an exponential moving average of G's weights with this decay (e.g. ``0.999``), updated
-            after every G step and used by :meth:`sample`; ``None`` (default): no EMA.
+        ema_decay: decay of an EMA of G's weights that :meth:`sample` uses (e.g. ``0.999``; ``None``: no EMA).
+            It is updated after every G step.
         joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths, fewer,
             larger matrix products; equal to rounding, not bit for bit). Needs a D without batch norm (its
             statistics would mix real and fake) and without an auxiliary head.
-        step_order: ``"d_first"`` (default): each batch makes its D steps, then the G step against the updated D.
-            ``"g_first"``: the reference loop's order, a G step, then a D step on the same generated batch with D
-            as it was before G's update; one D forward of that batch serves both updates, with the reference's
-            maths. Needs ``d_steps_per_g_step=1``.
+        step_order: ``"d_first"`` (default: D steps, then G) or ``"g_first"`` (the reference loop's order).
+            With ``"d_first"`` each batch makes its D steps, then the G step against the updated D; with
+            ``"g_first"``, a G step, then a D step on the same generated batch with D as it was before G's update,
+            one D forward of that batch serving both updates, with the reference's maths (needs
+            ``d_steps_per_g_step=1``).
         shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
             too (:mod:`cgan_lightning.utilities.row_gradient_scale`).
         compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
             compilation.
-        augment: small-data option: differentiable augmentation of every image D sees, real and generated
-            (DiffAugment), e.g. ``[translation, cutout]`` (digit-safe transforms only, see
-            :mod:`cgan_lightning.nn.augment`); ``None`` (default): off.
+        augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
+            off). Real and generated images alike, differentiably; digit-safe transforms only, see
+            :mod:`cgan_lightning.nn.augment`.
         augment_p: probability of each transform per image (1.0: always, as DiffAugment).
         ada_target: adapt the probability ADA-style to D's overfitting signal ``E[sign(D(real))]``, towards this
             target (0.6 in ADA); ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
@@ -169,11 +170,11 @@ class ConditionalGAN(LightningModule):
         mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off), see
             :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
             drawn for the labels of the first half (the pairs it compares).
-        atypical_weighting: strength ``a`` of the weighting of D's real terms towards each class's atypical
-            training images (0: off), see :mod:`cgan_lightning.nn.atypical_weighting`: an image's weight is
-            ``clip(1 + a * t, 0.25, 3)`` (batch mean 1), ``t`` its standardized distance from its class's centroid.
-        atypical_features: the classifier whose penultimate features measure that distance: ``"mnist"`` (the
-            shipped critic classifier) or the path of one written by ``cgan-lightning train-classifier``.
+        atypical_weighting: weigh D's real terms towards atypical training images, this strongly (0: off).
+            An image's weight is ``clip(1 + a * t, 0.25, 3)`` (batch mean 1), ``a`` this strength, ``t`` its
+            standardized distance from its class's centroid; see :mod:`cgan_lightning.nn.atypical_weighting`.
+        atypical_features: the classifier that measures that distance (``"mnist"`` or a path). The ``"mnist"``
+            one is the shipped critic classifier; a path names one written by ``cgan-lightning train-classifier``.
         class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
             captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
 
