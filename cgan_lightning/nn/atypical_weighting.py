@@ -78,7 +78,8 @@ class AtypicalRealWeighting(nn.Module):
         num_classes: labels of the GAN; must match the classifier's.
         image_shape: ``(C, H, W)`` of the images; must match the classifier's.
         strength: how much one standard deviation of distance changes the weight (``a`` above); > 0.
-        min_weight, max_weight: bounds of a weight before the batch normalization.
+        min_weight: lower bound of a weight before the batch normalization.
+        max_weight: upper bound of a weight before the batch normalization.
 
     Raises:
         ValueError: ``strength`` <= 0, bounds not ``0 < min_weight <= 1 <= max_weight``, or a classifier trained
