@@ -114,17 +114,15 @@ class AtypicalRealWeighting(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
         self._known_fitted = False  # read `fitted` once, not at every step (a host sync on a GPU)
 
-    @torch.no_grad()
-    def _distances(self, images: Tensor, labels: Tensor, batch_size: int = 512) -> Tensor:
-        features = torch.cat([self.features(chunk) for chunk in images.split(batch_size)])
-        return (features - self.centroids[labels]).norm(dim=1)
+    def _features(self, images: Tensor, batch_size: int = 512) -> Tensor:
+        return torch.cat([self.features(chunk) for chunk in images.split(batch_size)])
 
     @torch.no_grad()
     def fit(self, images: Tensor, labels: Tensor, batch_size: int = 512) -> None:
         """Compute each class's centroid and distance statistics from ``images`` ``[N, C, H, W]`` in ``[-1, 1]``."""
         images, labels = images.to(self.centroids.device), labels.to(self.centroids.device)
-        features = torch.cat([self.features(chunk) for chunk in images.split(batch_size)])
-        centroids, mean, std = class_distance_statistics(features, labels, self.num_classes)
+        centroids, mean, std = class_distance_statistics(self._features(images, batch_size), labels,
+                                                         self.num_classes)
         self.centroids.copy_(centroids)
         self.distance_mean.copy_(mean)
         self.distance_std.copy_(std)
@@ -137,8 +135,9 @@ class AtypicalRealWeighting(nn.Module):
             self._known_fitted = bool(self.fitted)
         if not self._known_fitted:
             raise RuntimeError("AtypicalRealWeighting.fit(images, labels) must run on the training split first")
-        return atypical_weights(self._distances(images, labels), labels, self.distance_mean, self.distance_std,
-                                self.strength, self.min_weight, self.max_weight)
+        distances = (self._features(images) - self.centroids[labels]).norm(dim=1)
+        return atypical_weights(distances, labels, self.distance_mean, self.distance_std, self.strength,
+                                self.min_weight, self.max_weight)
 
 
 __all__ = ["AtypicalRealWeighting", "atypical_weights", "class_distance_statistics"]
