@@ -144,7 +144,8 @@ def _build(payload: dict[str, Any], source: str) -> ImageClassifier:
 
 def check_classifier_matches(classifier: ImageClassifier | Any, num_classes: int,
                              image_shape: Sequence[int] | None = None,
-                             class_names: Sequence[str] | None = None) -> None:
+                             class_names: Sequence[str] | None = None,
+                             pass_as: str = "`classifier: classifier.pt` (callbacks, evaluate_generator)") -> None:
     """Raise ``ValueError`` when ``classifier`` cannot judge a model with these classes and image shape.
 
     Args:
@@ -152,6 +153,7 @@ def check_classifier_matches(classifier: ImageClassifier | Any, num_classes: int
         num_classes: the model's number of labels.
         image_shape: the model's ``(C, H, W)`` (``None``: not checked).
         class_names: the model's class names (checked only when both sides have names that are not just the ids).
+        pass_as: where the message tells the user to pass a matching classifier (the option that takes it).
 
     Raises:
         ValueError: the number of classes, the image shape or the class names differ; the message names the
@@ -159,7 +161,7 @@ def check_classifier_matches(classifier: ImageClassifier | Any, num_classes: int
     """
     source = getattr(classifier, "source", "the classifier")
     fix = ("train one on this data with `cgan-lightning train-classifier --data ... --out classifier.pt` and pass "
-           "it as `classifier: classifier.pt` (callbacks, evaluate_generator)")
+           f"it as {pass_as}")
     have_shape = tuple(getattr(classifier, "image_shape", ()))
     if classifier.num_classes != num_classes:
         raise ValueError(f"{source} predicts {classifier.num_classes} classes but the model has {num_classes} "

@@ -101,7 +101,8 @@ class AtypicalRealWeighting(nn.Module):
             raise ValueError(f"atypical weights need 0 < min_weight <= 1 <= max_weight, got {min_weight} and "
                              f"{max_weight}")
         classifier = load_critic_features(weights)
-        check_classifier_matches(classifier, num_classes, image_shape)
+        check_classifier_matches(classifier, num_classes, image_shape,
+                                 pass_as="`model.atypical_features: classifier.pt`")
         fused = classifier.fuse_batch_norm()
         self.features: nn.Sequential = freeze_as_buffers(nn.Sequential(fused.conv, fused.embed))
         self.num_classes = num_classes

@@ -79,7 +79,8 @@ class FrozenFeatureCritic(nn.Module):
         if width <= 0:
             raise ValueError(f"the critic's head width must be positive, got {width}")
         classifier = load_critic_features(weights)
-        check_classifier_matches(classifier, num_classes, image_shape)
+        check_classifier_matches(classifier, num_classes, image_shape,
+                                 pass_as="`feature_critic: classifier.pt` (the discriminator's init_args)")
         # Batch norm folded into the convs: each block is conv, ReLU, max-pool.
         self.features: nn.Sequential = freeze_as_buffers(classifier.fuse_batch_norm().conv)
         self.blocks = blocks
