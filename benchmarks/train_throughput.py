@@ -248,7 +248,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     The library's networks, losses and in-memory batches, fused Adam, and ``examples/fast.yaml``'s step: the
     reference order (G step, then D step on the same generated batch) with one D forward of real and generated
     pairs and one backward through D serving both updates (``shared_d_backward``); no Lightning, no logging, no
-    checks.
+    checks; with ``--plain_precision bf16-mixed``, the forward and the losses under ``torch.autocast``.
     """
     import torch
 
@@ -267,6 +267,8 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True}
     opt_g = torch.optim.Adam(g_params, **adam)
     opt_d = torch.optim.Adam(d_params, **adam)
+    # bf16-mixed as Lightning's precision plugin does it: the forward and the losses under autocast.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.plain_precision == "bf16-mixed")
     seen, start, cpu_start, batches = 0, None, 0.0, 0
     for epoch in range(args.epochs):
         loader.set_epoch(epoch)
@@ -276,12 +278,13 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
                 start, cpu_start, seen = time.perf_counter(), time.process_time(), 0
             real, labels = real.to(device), labels.to(device)
             n = real.size(0)
-            fake_labels = torch.randint(0, 10, (n,), device=device)
-            fake = generator(torch.randn(n, 100, device=device), fake_labels)
-            logits = discriminator(torch.cat((real, row_scale.mark(fake))), torch.cat((labels, fake_labels)))
-            real_logits, fake_logits = logits[:n], logits[n:]
-            g_loss = bce_g_loss(fake_logits)
-            d_loss = bce_d_loss(real_logits, fake_logits)
+            with autocast:
+                fake_labels = torch.randint(0, 10, (n,), device=device)
+                fake = generator(torch.randn(n, 100, device=device), fake_labels)
+                logits = discriminator(torch.cat((real, row_scale.mark(fake))), torch.cat((labels, fake_labels)))
+                real_logits, fake_logits = logits[:n], logits[n:]
+                g_loss = bce_g_loss(fake_logits)
+                d_loss = bce_d_loss(real_logits, fake_logits)
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
             backward_g_and_d(d_loss, g_loss, fake_logits, g_params, d_params, row_scale)
@@ -473,6 +476,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one extra cgan-lightning fit argument (repeatable), e.g. --library_arg=--model.compile=true")
     p.add_argument("--with_plain", action="store_true",
                    help="also time the fast path's maths in a bare PyTorch loop (the floor without Lightning)")
+    p.add_argument("--plain_precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                   help="precision of the plain loop: bf16-mixed runs its forward and losses under torch.autocast\n"
+                        "(pair with --library_arg=--trainer.precision=bf16-mixed)")
     p.add_argument("--eval_samples", type=int, default=1000, help="--mode eval: generated samples per class")
     p.add_argument("--eval_repeats", type=int, default=3, help="--mode eval: evaluations per run (median)")
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
