@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 
 import torch
+from fid_terms import add_generator_arguments
 from lightning.pytorch import Trainer, seed_everything
 from torch import Tensor
 
@@ -71,13 +72,10 @@ class HeadRejectionSampler:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--latent_scale", type=float, default=1.0, help="multiply the latents by this")
+    add_generator_arguments(parser)  # --ckpt, --data_dir, --samples_per_class, --seed, --latent_scale
     parser.add_argument("--rule", choices=("prob", "argmax"), default="prob")
     parser.add_argument("--min_prob", type=float, default=0.0, help="--rule prob: redraw under this probability")
     parser.add_argument("--tries", type=int, default=3, help="redraws per sample at most")
-    parser.add_argument("--samples_per_class", type=int, default=1000)
     args = parser.parse_args()
     if args.latent_scale <= 0 or not 0 <= args.min_prob < 1 or args.tries < 0:
         parser.error("--latent_scale must be > 0, --min_prob in [0, 1) and --tries >= 0")
@@ -85,8 +83,8 @@ def main() -> None:
     seed_everything(0)
     model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
     sampler = HeadRejectionSampler(model, args.latent_scale, args.rule, args.min_prob, args.tries)
-    callbacks = [PerClassFID(samples_per_class=args.samples_per_class, seed=0),
-                 SampleQuality(samples_per_class=args.samples_per_class, seed=0, nearest_k=5),
+    callbacks = [PerClassFID(samples_per_class=args.samples_per_class, seed=args.seed),
+                 SampleQuality(samples_per_class=args.samples_per_class, seed=args.seed, nearest_k=5),
                  ClassificationAccuracyScore(epochs=3)]
     with tempfile.TemporaryDirectory() as root:  # SampleQuality's closest-pairs PNG goes there
         trainer = Trainer(callbacks=callbacks, logger=False, default_root_dir=root, enable_progress_bar=False,
