@@ -24,6 +24,13 @@ from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerato
 from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
+from cgan_lightning.sampling import (
+    ClassHead,
+    check_class_head_rejection,
+    eval_mode,
+    redraw_doubted,
+    redraw_permutations,
+)
 from cgan_lightning.strategies.gan_ddp import GANDDPStrategy, allow_unused_parameters
 from cgan_lightning.utilities.argument_checks import (
     ImageShape,
@@ -145,29 +152,29 @@ class ConditionalGAN(LightningModule):
         r1_gamma: weight of the R1 penalty on real data added to D's loss (0: off), with any ``loss``.
         ema_decay: decay of an EMA of G's weights that :meth:`sample` uses (e.g. ``0.999``; ``None``: no EMA).
             It is updated after every G step.
-        joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths, fewer,
-            larger matrix products; equal to rounding, not bit for bit). Needs a D without batch norm (its
-            statistics would mix real and fake) and without an auxiliary head.
+        joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths up to
+            rounding). Fewer, larger matrix products; equal to rounding, not bit for bit. Needs a D without batch
+            norm (its statistics would mix real and fake) and without an auxiliary head.
         step_order: ``"d_first"`` (default: D steps, then G) or ``"g_first"`` (the reference loop's order).
             With ``"d_first"`` each batch makes its D steps, then the G step against the updated D; with
             ``"g_first"``, a G step, then a D step on the same generated batch with D as it was before G's update,
             one D forward of that batch serving both updates, with the reference's maths (needs
             ``d_steps_per_g_step=1``).
         shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
-            too (:mod:`cgan_lightning.utilities.row_gradient_scale`).
-        compile: ``torch.compile`` G and D in place (state-dict keys unchanged); the first steps pay the
+            too. See :mod:`cgan_lightning.utilities.row_gradient_scale`.
+        compile: ``torch.compile`` G and D in place (state-dict keys unchanged). The first steps pay the
             compilation.
         augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
             off). Real and generated images alike, differentiably; digit-safe transforms only, see
             :mod:`cgan_lightning.nn.augment`.
         augment_p: probability of each transform per image (1.0: always, as DiffAugment).
         ada_target: adapt the probability ADA-style to D's overfitting signal ``E[sign(D(real))]``, towards this
-            target (0.6 in ADA); ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
+            target (0.6 in ADA). ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
         ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
-        lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off), see
+        lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off). See
             :func:`cgan_lightning.losses.lecam_penalty`.
         lecam_decay: decay of LeCam's moving averages of D's outputs.
-        mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off), see
+        mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off). See
             :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
             drawn for the labels of the first half (the pairs it compares).
         atypical_weighting: weigh D's real terms towards atypical training images, this strongly (0: off).
@@ -175,6 +182,12 @@ class ConditionalGAN(LightningModule):
             standardized distance from its class's centroid; see :mod:`cgan_lightning.nn.atypical_weighting`.
         atypical_features: the classifier that measures that distance (``"mnist"`` or a path). The ``"mnist"``
             one is the shipped critic classifier; a path names one written by ``cgan-lightning train-classifier``.
+        sample_latent_scale: :meth:`sample` draws with latents this many times wider than N(0, I) (1: as trained).
+            Training never uses it; ``z`` passed to :meth:`sample` is scaled too.
+        sample_min_class_prob: :meth:`sample` redraws an image to which D's class head gives its label a probability
+            under this (0: off). Needs a discriminator with a class head
+            (:class:`~cgan_lightning.nn.dcgan.ACGANDiscriminator`); see :mod:`cgan_lightning.sampling`. An image is
+            redrawn from fixed permutations of its latent, at most 3 times, so it still depends only on ``(z, label)``.
         class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
             captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
 
@@ -211,6 +224,8 @@ class ConditionalGAN(LightningModule):
         mode_seeking_weight: float = 0.0,
         atypical_weighting: float = 0.0,
         atypical_features: str = "mnist",
+        sample_latent_scale: float = 1.0,
+        sample_min_class_prob: float = 0.0,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -282,6 +297,10 @@ class ConditionalGAN(LightningModule):
         check_number(atypical_weighting, "atypical_weighting", minimum=0.0)  # 0: off
         self.atypical_weighting = (AtypicalRealWeighting(atypical_features, num_classes, image_shape,
                                                          atypical_weighting) if atypical_weighting > 0 else None)
+        self.sample_latent_scale = check_number(sample_latent_scale, "sample_latent_scale", minimum=0.0)
+        if sample_latent_scale <= 0:
+            raise ValueError(f"sample_latent_scale must be > 0 (1: latents as trained), got {sample_latent_scale}")
+        self.sample_min_class_prob = check_class_head_rejection(sample_min_class_prob, self.discriminator)
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -289,6 +308,10 @@ class ConditionalGAN(LightningModule):
         self._log_window: Tensor | None = None  # image-weighted sums of the metrics since the last log
         self._log_window_images = 0
         self._eval_rng: torch.Generator | None = None
+        self._permutations: list[Tensor] | None = None
+        #: With ``sample_min_class_prob``: samples drawn and first draws redrawn since the model was built (a user
+        #: tuning the threshold reads the share; reset it by assigning zeros).
+        self.sample_redraws = {"drawn": 0, "redrawn": 0}
         if joint_d_forward:
             check_joint_d_forward(self.discriminator)
         self.joint_d_forward = joint_d_forward
@@ -321,8 +344,12 @@ class ConditionalGAN(LightningModule):
         z: Tensor | None = None,
         generator: torch.Generator | None = None,
         ema: bool | None = None,
+        redraw: bool = True,
     ) -> Tensor:
         """Draw one image per label, in eval mode and without gradients; the previous train/eval mode is restored.
+
+        Latents are scaled by ``sample_latent_scale``; with ``sample_min_class_prob`` set, images D's class head
+        doubts are redrawn (:mod:`cgan_lightning.sampling`).
 
         Args:
             labels: class ids ``[B]`` (tensor, list or single int).
@@ -330,6 +357,8 @@ class ConditionalGAN(LightningModule):
             generator: a ``torch.Generator`` (on the CPU or the module's device) that makes the draw reproducible.
             ema: draw with the EMA of G's weights (``True``), the raw weights (``False``), or the EMA whenever
                 the model keeps one (``None``).
+            redraw: ``False``: keep every image drawn from its own ``z`` even with ``sample_min_class_prob`` set
+                (the interference test and the traversal render fixed latents).
 
         Returns:
             Images ``[B, C, H, W]`` in ``[-1, 1]`` on the module's device.
@@ -344,16 +373,26 @@ class ConditionalGAN(LightningModule):
         labels = as_label_tensor(labels, self.num_classes, device=self.device)
         if z is None:
             z = self.draw_latents(labels.numel(), generator)
-        if self.generator_ema is not None and ema is not False:
-            check_latents(z, labels.numel(), self.latent_dim)
-            images = self.generator_ema(z.to(self.device, cast(torch.dtype, self.dtype)), labels)  # always in eval mode
-            return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            return check_samples(self(z, labels), labels, tolerance=math.inf)
-        finally:
-            self.generator.train(was_training)
+        check_latents(z, labels.numel(), self.latent_dim)
+        z = z.to(self.device, cast(torch.dtype, self.dtype)) * self.sample_latent_scale
+        # The EMA copy is always in eval mode; G's raw weights and D are put in it for the draw.
+        network = self.generator_ema if self.generator_ema is not None and ema is not False else self.generator
+        with eval_mode(network):
+            if not redraw or self.sample_min_class_prob == 0:
+                images = network(z, labels)
+            else:
+                head = cast(ClassHead, self.discriminator)  # checked in __init__
+                with eval_mode(self.discriminator):  # no spectral-norm power iteration: D's state is untouched
+                    images, doubted = redraw_doubted(z, labels, network, head.label_probability,
+                                                     self.sample_min_class_prob, self._redraw_permutations())
+                self.sample_redraws["drawn"] += labels.numel()
+                self.sample_redraws["redrawn"] += doubted
+        return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
+
+    def _redraw_permutations(self) -> list[Tensor]:
+        if self._permutations is None:  # the same on every call and every run: not a buffer, not in checkpoints
+            self._permutations = redraw_permutations(self.latent_dim)
+        return self._permutations
 
     def draw_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` latents from N(0, I) on the module's device (reproducibly when ``generator`` is given)."""

@@ -42,6 +42,7 @@ from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_r
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
+from cgan_lightning.sampling import SAMPLING_OPTIONS
 from cgan_lightning.strategies.gan_ddp import gan_strategy_name
 from cgan_lightning.utilities.checkpoint_files import is_local_path, peek_lightning_checkpoint, verify_checkpoint_file
 from cgan_lightning.utilities.lightning_internals import trainer_callbacks
@@ -114,6 +115,18 @@ class CGANLightningCLI(LightningCLI):
         if ckpt_path and is_local_path(ckpt_path) and ckpt_path not in ("last", "best", "hpc", "registry"):
             verify_checkpoint_file(ckpt_path)
             peek_lightning_checkpoint(ckpt_path)  # a bare state_dict would fail with a KeyError traceback
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI replaces the model section with --ckpt_path's hyperparameters, so that the weights fit the
+        # networks. The sampling options shape no weight: the values given to validate/test win over the run's.
+        subcommand = self.config.get("subcommand")
+        model = self.config[subcommand].get("model") if subcommand else None
+        given = {name: model.get(name) for name in SAMPLING_OPTIONS} if model is not None else {}
+        super()._parse_ckpt_path()
+        for name, value in given.items():
+            if value is not None:
+                self.config[subcommand].model[name] = value
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,20 @@ def generator_spec(model: Any) -> dict[str, Any]:
                      "k=v), or a class_path config")
 
 
+def sampling_beyond_generator(model: Any) -> str | None:
+    """What a GAN's ``sample`` does that its generator alone does not (wider latents, rejection by D), or ``None``."""
+    scale, min_prob = getattr(model, "sample_latent_scale", 1.0), getattr(model, "sample_min_class_prob", 0.0)
+    if scale == 1 and min_prob == 0:
+        return None
+    return (f"sample_latent_scale={scale}, sample_min_class_prob={min_prob}: the export holds G only and samples "
+            "N(0, I) latents without rejection by D's class head")
+
+
 def pretrained_from_gan(model: Any, ema: bool | None = None) -> PretrainedGenerator:
     """A :class:`PretrainedGenerator` on the CPU holding a copy of the GAN's generator weights.
+
+    It samples as G alone: the model's ``sample_latent_scale`` and ``sample_min_class_prob`` (wider latents,
+    rejection by D's class head) do not travel with it.
 
     Args:
         model: a :class:`~cgan_lightning.ConditionalGAN`.
@@ -134,6 +147,12 @@ def export_generator(
     for name in EXPORT_FILES:  # save_pretrained keeps an existing README.md: start clean
         (out / name).unlink(missing_ok=True)
     generator = pretrained_from_gan(model, ema)
+    beyond = sampling_beyond_generator(model)
+    if beyond is not None:
+        # The scores were measured on samples the exported generator cannot draw: measure it afresh, or say none was.
+        warnings.warn(f"{beyond}; its model card's evidence is measured on the exported generator itself"
+                      + ("" if scores is None else ", not taken from the scores given"), UserWarning, stacklevel=2)
+        scores = None
     how = evidence_note or ""
     if scores is None and datamodule is not None:
         scores = evaluate_generator(generator, datamodule, samples_per_class=samples_per_class, seed=seed,
@@ -233,4 +252,4 @@ def push_export_to_hub(folder: str | Path, repo_id: str, *, private: bool | None
 
 
 __all__ = ["EXPORT_FILES", "export_checkpoint", "export_generator", "find_training_config", "generator_spec",
-           "pretrained_from_gan", "push_export_to_hub", "write_interference_grid"]
+           "pretrained_from_gan", "push_export_to_hub", "sampling_beyond_generator", "write_interference_grid"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.protocol import ConditionalSampler, sample_fixed_latents
 from cgan_lightning.metrics.sample_checks import check_samples
 
 
@@ -14,7 +14,7 @@ def interference_images(model: ConditionalSampler, z: Tensor, device: torch.devi
     """Render every z ``[S, latent_dim]`` with every label: ``[S * num_classes, C, H, W]``, row-major (row = z)."""
     k = model.num_classes
     labels = torch.arange(k).repeat(len(z)).to(device)
-    return check_samples(model.sample(labels, z=z.repeat_interleave(k, dim=0).to(device)), labels)
+    return check_samples(sample_fixed_latents(model, labels, z.repeat_interleave(k, dim=0).to(device)), labels)
 
 
 def _mean_off_diagonal(distances: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Protocol, cast, runtime_checkable
 
@@ -43,3 +44,14 @@ def check_sampler(module: object) -> ConditionalSampler:
             "in [-1, 1] (see cgan_lightning.metrics.ConditionalSampler)."
         )
     return cast(ConditionalSampler, module)  # checked attribute by attribute above
+
+
+def sample_fixed_latents(model: ConditionalSampler, labels: Tensor, z: Tensor) -> Tensor:
+    """``model.sample(labels, z=z)`` with every image drawn from its own row of ``z``.
+
+    A sampler that may redraw doubted images (``ConditionalGAN`` with ``sample_min_class_prob``) takes
+    ``redraw=False``: the interference test and the traversal compare images of the same ``z``.
+    """
+    if "redraw" in inspect.signature(model.sample).parameters:
+        return model.sample(labels, z=z, redraw=False)  # type: ignore[call-arg]  # checked just above
+    return model.sample(labels, z=z)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cgan_lightning.metrics.protocol import ConditionalSampler
+from cgan_lightning.metrics.protocol import ConditionalSampler, sample_fixed_latents
 from cgan_lightning.metrics.sample_checks import check_samples
 from cgan_lightning.metrics.sampling import slerp
 
@@ -25,7 +25,7 @@ def traversal_images(model: ConditionalSampler, endpoints: Tensor, steps: int, d
         raise ValueError(f"endpoints must be [num_classes={k}, 2, latent_dim], got {tuple(endpoints.shape)}")
     z = slerp(endpoints[:, 0], endpoints[:, 1], steps).reshape(k * steps, -1)
     labels = torch.arange(k).repeat_interleave(steps).to(device)
-    return check_samples(model.sample(labels, z=z.to(device)), labels)
+    return check_samples(sample_fixed_latents(model, labels, z.to(device)), labels)
 
 
 def traversal_scores(predictions: Tensor, num_classes: int, steps: int) -> dict[str, float]:

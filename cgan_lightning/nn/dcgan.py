@@ -234,13 +234,17 @@ class DCGANDiscriminator(ConditionalDiscriminator):
                                                    feature_critic_blocks, spectral_norm=spectral_norm)
                                if feature_critic is not None else None)
 
-    def _judge(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Adversarial logits ``[B]`` and the features ``h(x)`` ``[B, feature_dim]`` they were computed from."""
+    def _shared_features(self, images: Tensor, labels: Tensor) -> Tensor:
+        """The features ``h(x)`` ``[B, feature_dim]`` the adversarial logit (and an AC head) read."""
         check_images(images, self.image_shape)
         x = images
         if self.conditioning == "concat":
             x = torch.cat((x, label_maps(labels, self.num_classes, images)), dim=1)
-        h = self.features(x)
+        return self.features(x)
+
+    def _judge(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Adversarial logits ``[B]`` and the features ``h(x)`` ``[B, feature_dim]`` they were computed from."""
+        h = self._shared_features(images, labels)
         logits = self.to_logit(h).squeeze(1)
         if self.projection is not None:
             logits = logits + (self.projection(labels) * h).sum(dim=1)
@@ -306,6 +310,14 @@ class ACGANDiscriminator(DCGANDiscriminator):
         """
         logits, h = self._judge(images, labels)
         return logits, self.aux_weight * F.cross_entropy(self.classifier(h), labels)
+
+    def label_probability(self, images: Tensor, labels: Tensor) -> Tensor:
+        """The class head's probability ``[B]`` that each image is of its label (rejection when sampling).
+
+        Only the shared features and the head run: the adversarial logit and any feature critic are skipped.
+        """
+        class_logits = self.classifier(self._shared_features(images, labels))
+        return class_logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
 
 
 __all__ = ["ACGANDiscriminator", "DCGANDiscriminator", "DCGANGenerator", "DiscriminatorConditioning"]
