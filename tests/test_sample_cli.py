@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,40 @@ def test_console_script_prints_one_line_and_no_traceback(ema_ckpt: Path, tmp_pat
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "cgan-lightning sample: error: --labels: 12 is out of range; this checkpoint knows labels 0..9"]
+
+
+def test_latent_scale_flag_samples_as_the_model_option(ema_ckpt: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    _sample("--ckpt_path", str(ema_ckpt), "--labels", "3", "7", "--n_per_label", "4", "--seed", "0",
+            "--latent_scale", "1.5", "--out", str(tmp_path / "wide.pt"))
+    assert "latents x 1.5" in capsys.readouterr().out
+    wide = torch.load(tmp_path / "wide.pt")
+    model = ConditionalGAN.load_from_checkpoint(ema_ckpt, sample_latent_scale=1.5)
+    expected = model.sample(wide["labels"], generator=torch.Generator().manual_seed(0), ema=False)
+    assert torch.equal(wide["images"], expected)
+    _sample("--ckpt_path", str(ema_ckpt), "--labels", "3", "7", "--n_per_label", "4", "--seed", "0",
+            "--out", str(tmp_path / "plain.pt"))
+    assert not torch.equal(torch.load(tmp_path / "plain.pt")["images"], wide["images"])
+
+
+def test_min_class_prob_flag_redraws_with_a_class_head_and_is_refused_without(
+        ema_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lightning.pytorch import Trainer
+
+    networks = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 8}}
+    critic = {"class_path": "cgan_lightning.nn.dcgan.ACGANDiscriminator", "init_args": {"base_channels": 8}}
+    model = ConditionalGAN(latent_dim=8, generator=networks, discriminator=critic)  # type: ignore[arg-type]
+    trainer = Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "ac.ckpt")
+    _sample("--ckpt_path", str(tmp_path / "ac.ckpt"), "--labels", "all", "--n_per_label", "8", "--seed", "0",
+            "--min_class_prob", "0.1", "--out", str(tmp_path / "ac.pt"))
+    # an untrained head gives every label about 0.1: some samples fall under it and are redrawn
+    redrawn = re.search(r"; (\d+) of 80 redrawn under class probability 0.1\)", capsys.readouterr().out)
+    assert redrawn is not None and int(redrawn.group(1)) > 0
+    code, line = _error_line(capsys, "--ckpt_path", str(ema_ckpt), "--labels", "3", "--min_class_prob", "0.5",
+                             "--out", str(tmp_path / "x.png"))
+    assert code == 2 and "has no class head" in line
+    code, line = _error_line(capsys, "--pretrained", str(tmp_path / "export"), "--labels", "3",
+                             "--latent_scale", "1.1", "--out", str(tmp_path / "y.png"))
+    assert code == 2 and "apply to --ckpt_path" in line

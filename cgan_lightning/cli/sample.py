@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ema", action="store_true",
                         help="use the EMA of the generator's weights (the checkpoint must have been trained with "
                              "--model.ema_decay); default: the raw weights")
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="latents this many times wider than N(0, I) (default: the checkpoint's "
+                             "sample_latent_scale, 1 unless trained with another)")
+    parser.add_argument("--min_class_prob", type=float, default=None,
+                        help="redraw samples to which D's class head gives their label a probability under this "
+                             "(needs an ACGANDiscriminator; default: the checkpoint's sample_min_class_prob, 0: off)")
     parser.add_argument("--device", default="cpu", help="where to run the generator (default: cpu)")
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="allow arbitrary pickled objects in the checkpoint (needed for some checkpoints "
@@ -113,17 +119,24 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = False) -> ConditionalGAN:
-    """Load a :class:`ConditionalGAN` for sampling, turning every failure into a :class:`SampleError`."""
+def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = False,
+                   sampling: dict[str, float] | None = None) -> ConditionalGAN:
+    """Load a :class:`ConditionalGAN` for sampling, turning every failure into a :class:`SampleError`.
+
+    ``sampling`` overrides the checkpoint's sampling options (``sample_latent_scale``, ``sample_min_class_prob``).
+    """
     path = Path(ckpt_path)
     if not path.exists():
         raise SampleError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise SampleError(f"checkpoint path is not a file: {path}")
     try:
-        model = ConditionalGAN.load_from_checkpoint(path, map_location=device, weights_only=not trust)
+        model = ConditionalGAN.load_from_checkpoint(path, map_location=device, weights_only=not trust,
+                                                    **(sampling or {}))
     except CheckpointError as error:  # damaged or mismatched file: its message already names the file
         raise SampleError(str(error)) from None
+    except ValueError as error:  # a sampling option the model refuses (its message says which and why)
+        raise SampleError(_first_line(error), 2) from None
     except pickle.UnpicklingError as error:
         if "Weights only load failed" in str(error):
             raise SampleError(f"{path} holds Python objects that a safe load refuses; if you trust the file, "
@@ -212,13 +225,18 @@ def run(argv: Sequence[str]) -> str:
         check_output_path(args.out, [args.pretrained if args.pretrained is not None else args.ckpt_path])
     except ValueError as error:
         raise SampleError(str(error), 2) from None
+    sampling = {name: value for name, value in (("sample_latent_scale", args.latent_scale),
+                                                ("sample_min_class_prob", args.min_class_prob)) if value is not None}
     if args.pretrained is not None:
         if args.ema:
             raise SampleError("--ema applies to --ckpt_path: an exported generator holds one set of weights "
                               "(its EMA when the run kept one)", 2)
+        if sampling:
+            raise SampleError("--latent_scale and --min_class_prob apply to --ckpt_path: an exported generator "
+                              "holds G only (no class head to redraw by)", 2)
         model = load_pretrained(args.pretrained, args.device)
     else:
-        model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint)
+        model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint, sampling=sampling)
     names = list(getattr(model, "class_names", None) or [str(k) for k in range(model.num_classes)])
     labels = parse_labels(args.labels, model.num_classes, names)
     images, label_tensor = draw(model, labels, args.n_per_label, args.seed, ema=args.ema)
@@ -226,7 +244,16 @@ def run(argv: Sequence[str]) -> str:
     weights = "exported" if args.pretrained is not None else "EMA" if args.ema else "raw"
     shown = " ".join(str(k) if names[k] == str(k) else f"{k}={names[k]}" for k in labels)
     return (f"wrote {len(labels)} x {args.n_per_label} samples (labels {shown}, "
-            f"{weights} generator weights) to {args.out}")
+            f"{weights} generator weights{_sampling_note(model)}) to {args.out}")
+
+
+def _sampling_note(model: Any) -> str:
+    scale, min_prob = getattr(model, "sample_latent_scale", 1.0), getattr(model, "sample_min_class_prob", 0.0)
+    note = f"; latents x {scale:g}" if scale != 1 else ""
+    if min_prob > 0:
+        counts = model.sample_redraws
+        note += f"; {counts['redrawn']} of {counts['drawn']} redrawn under class probability {min_prob:g}"
+    return note
 
 
 def main(argv: Sequence[str] | None = None) -> None:
