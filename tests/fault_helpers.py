@@ -138,3 +138,16 @@ def callbacks_config(path: Path, *callbacks: dict[str, object]) -> Path:
     """Write a CLI config whose ``trainer.callbacks`` are ``callbacks`` (``class_path`` + ``init_args`` dicts)."""
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": list(callbacks)}}))
     return path
+
+
+def save_acgan_checkpoint(path: Path) -> Path:
+    """An untrained, safe-loadable checkpoint of a tiny DCGAN with an AC discriminator (a class head), latent 8."""
+    from cgan_lightning import ConditionalGAN
+
+    generator = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 8}}
+    critic = {"class_path": "cgan_lightning.nn.dcgan.ACGANDiscriminator", "init_args": {"base_channels": 8}}
+    model = ConditionalGAN(latent_dim=8, generator=generator, discriminator=critic)  # type: ignore[arg-type]
+    trainer = Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import save_acgan_checkpoint
 from PIL import Image
 from torchvision.utils import save_image
 
@@ -190,15 +191,8 @@ def test_latent_scale_flag_samples_as_the_model_option(ema_ckpt: Path, tmp_path:
 
 def test_min_class_prob_flag_redraws_with_a_class_head_and_is_refused_without(
         ema_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lightning.pytorch import Trainer
-
-    networks = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 8}}
-    critic = {"class_path": "cgan_lightning.nn.dcgan.ACGANDiscriminator", "init_args": {"base_channels": 8}}
-    model = ConditionalGAN(latent_dim=8, generator=networks, discriminator=critic)  # type: ignore[arg-type]
-    trainer = Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(tmp_path / "ac.ckpt")
-    _sample("--ckpt_path", str(tmp_path / "ac.ckpt"), "--labels", "all", "--n_per_label", "8", "--seed", "0",
+    ckpt = save_acgan_checkpoint(tmp_path / "ac.ckpt")
+    _sample("--ckpt_path", str(ckpt), "--labels", "all", "--n_per_label", "8", "--seed", "0",
             "--min_class_prob", "0.1", "--out", str(tmp_path / "ac.pt"))
     # an untrained head gives every label about 0.1: some samples fall under it and are redrawn
     redrawn = re.search(r"; (\d+) of 80 redrawn under class probability 0.1\)", capsys.readouterr().out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from fault_helpers import save_acgan_checkpoint
 from torch import Tensor
 
 from cgan_lightning import ConditionalGAN
@@ -179,13 +179,8 @@ def test_export_warns_that_the_sampling_options_stay_behind_and_drops_scores_it_
 def test_validate_applies_the_sampling_options_given_over_the_checkpoints(fake_mnist_session_dir: Path,
                                                                            tmp_path: Path) -> None:
     # LightningCLI replaces the model section with the checkpoint's hyperparameters; the sampling options given win.
-    networks = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 8}}
-    critic = {"class_path": "cgan_lightning.nn.dcgan.ACGANDiscriminator", "init_args": {"base_channels": 8}}
-    model = ConditionalGAN(latent_dim=8, generator=networks, discriminator=critic)  # type: ignore[arg-type]
-    trainer = Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(tmp_path / "model.ckpt")
-    cli = build_cli(["validate", f"--ckpt_path={tmp_path / 'model.ckpt'}", "--model.sample_latent_scale=1.5",
+    ckpt = save_acgan_checkpoint(tmp_path / "model.ckpt")
+    cli = build_cli(["validate", f"--ckpt_path={ckpt}", "--model.sample_latent_scale=1.5",
                      "--model.sample_min_class_prob=0.6", "--trainer.accelerator=cpu", "--trainer.logger=false",
                      "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
                      f"--trainer.default_root_dir={tmp_path}", f"--data.data_dir={fake_mnist_session_dir}",
