@@ -24,13 +24,7 @@ from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerato
 from cgan_lightning.nn.build import build_network
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
-from cgan_lightning.sampling import (
-    ClassHead,
-    check_class_head_rejection,
-    eval_mode,
-    redraw_doubted,
-    redraw_permutations,
-)
+from cgan_lightning.sampling import ClassHead, check_sampling_options, redraw_doubted, redraw_permutations
 from cgan_lightning.strategies.gan_ddp import GANDDPStrategy, allow_unused_parameters
 from cgan_lightning.utilities.argument_checks import (
     ImageShape,
@@ -51,6 +45,7 @@ from cgan_lightning.utilities.checkpoint_files import (
 )
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
 from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
+from cgan_lightning.utilities.eval_mode import eval_mode
 from cgan_lightning.utilities.lightning_internals import attached_trainer, log_every_n_steps
 from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, backward_g_and_d
 from cgan_lightning.utilities.training_rng import TrainingRNG, rank_seed
@@ -297,10 +292,8 @@ class ConditionalGAN(LightningModule):
         check_number(atypical_weighting, "atypical_weighting", minimum=0.0)  # 0: off
         self.atypical_weighting = (AtypicalRealWeighting(atypical_features, num_classes, image_shape,
                                                          atypical_weighting) if atypical_weighting > 0 else None)
-        self.sample_latent_scale = check_number(sample_latent_scale, "sample_latent_scale", minimum=0.0)
-        if sample_latent_scale <= 0:
-            raise ValueError(f"sample_latent_scale must be > 0 (1: latents as trained), got {sample_latent_scale}")
-        self.sample_min_class_prob = check_class_head_rejection(sample_min_class_prob, self.discriminator)
+        self.sample_latent_scale, self.sample_min_class_prob = check_sampling_options(
+            sample_latent_scale, sample_min_class_prob, self.discriminator)
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -308,7 +301,8 @@ class ConditionalGAN(LightningModule):
         self._log_window: Tensor | None = None  # image-weighted sums of the metrics since the last log
         self._log_window_images = 0
         self._eval_rng: torch.Generator | None = None
-        self._permutations: list[Tensor] | None = None
+        #: The redraws' fixed latent permutations (the same on every run: not a buffer, not in checkpoints).
+        self._redraw_permutations = redraw_permutations(latent_dim)
         #: With ``sample_min_class_prob``: samples drawn and first draws redrawn since the model was built (a user
         #: tuning the threshold reads the share; reset it by assigning zeros).
         self.sample_redraws = {"drawn": 0, "redrawn": 0}
@@ -384,15 +378,10 @@ class ConditionalGAN(LightningModule):
                 head = cast(ClassHead, self.discriminator)  # checked in __init__
                 with eval_mode(self.discriminator):  # no spectral-norm power iteration: D's state is untouched
                     images, doubted = redraw_doubted(z, labels, network, head.label_probability,
-                                                     self.sample_min_class_prob, self._redraw_permutations())
+                                                     self.sample_min_class_prob, self._redraw_permutations)
                 self.sample_redraws["drawn"] += labels.numel()
                 self.sample_redraws["redrawn"] += doubted
         return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
-
-    def _redraw_permutations(self) -> list[Tensor]:
-        if self._permutations is None:  # the same on every call and every run: not a buffer, not in checkpoints
-            self._permutations = redraw_permutations(self.latent_dim)
-        return self._permutations
 
     def draw_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` latents from N(0, I) on the module's device (reproducibly when ``generator`` is given)."""

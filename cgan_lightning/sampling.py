@@ -20,12 +20,11 @@ with the class head instead of the adversarial logit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cgan_lightning.utilities.argument_checks import check_number
 
@@ -46,8 +45,11 @@ class ClassHead(Protocol):
         ...
 
 
-def check_class_head_rejection(min_prob: object, discriminator: object) -> float:
-    """Return ``min_prob`` as a float in ``[0, 1)``; a threshold above 0 needs a ``discriminator`` with a class head."""
+def check_sampling_options(latent_scale: object, min_prob: object, discriminator: object) -> tuple[float, float]:
+    """Return ``(latent_scale, min_prob)`` as floats, ``> 0`` and in ``[0, 1)``; ``min_prob > 0`` needs a class head."""
+    scale = check_number(latent_scale, "sample_latent_scale", minimum=0.0)
+    if scale <= 0:
+        raise ValueError(f"sample_latent_scale must be > 0 (1: latents as trained), got {latent_scale}")
     threshold = check_number(min_prob, "sample_min_class_prob", minimum=0.0)
     if threshold >= 1:
         raise ValueError(f"sample_min_class_prob must be in [0, 1) (0: off; e.g. 0.7), got {min_prob}")
@@ -55,18 +57,7 @@ def check_class_head_rejection(min_prob: object, discriminator: object) -> float
         raise ValueError(f"sample_min_class_prob={min_prob} redraws the samples D's class head doubts, but the "
                          f"discriminator ({type(discriminator).__name__}) has no class head: use "
                          "cgan_lightning.nn.dcgan.ACGANDiscriminator or set sample_min_class_prob to 0")
-    return threshold
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put ``module`` in eval mode for the block, then back in the mode it was in."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
+    return scale, threshold
 
 
 def redraw_permutations(latent_dim: int, redraws: int = MAX_REDRAWS, seed: int = REDRAW_SEED) -> list[Tensor]:
@@ -109,5 +100,5 @@ def redraw_doubted(
     return images, first_doubted
 
 
-__all__ = ["MAX_REDRAWS", "REDRAW_SEED", "SAMPLING_OPTIONS", "ClassHead", "check_class_head_rejection", "eval_mode",
-           "redraw_doubted", "redraw_permutations"]
+__all__ = ["MAX_REDRAWS", "REDRAW_SEED", "SAMPLING_OPTIONS", "ClassHead", "check_sampling_options", "redraw_doubted",
+           "redraw_permutations"]

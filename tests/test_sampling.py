@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import functools
 import warnings
 from pathlib import Path
@@ -11,13 +12,14 @@ import torch
 from fault_helpers import save_acgan_checkpoint
 from torch import Tensor
 
-from cgan_lightning import ConditionalGAN
+from cgan_lightning import ConditionalGAN, sampling
 from cgan_lightning.cli.lightning_cli import build_cli
 from cgan_lightning.hub.export import export_generator
 from cgan_lightning.metrics.interference import interference_images
 from cgan_lightning.metrics.traversal import traversal_images
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
 from cgan_lightning.sampling import MAX_REDRAWS, redraw_doubted, redraw_permutations
+from cgan_lightning.utilities import eval_mode
 
 GENERATOR = functools.partial(DCGANGenerator, base_channels=8)
 AC_DISCRIMINATOR = functools.partial(ACGANDiscriminator, base_channels=8, conditioning="projection",
@@ -76,6 +78,12 @@ def test_permutations_are_fixed() -> None:
     first, second = redraw_permutations(16), redraw_permutations(16)
     assert len(first) == MAX_REDRAWS and all(torch.equal(a, b) for a, b in zip(first, second))
     assert all(sorted(p.tolist()) == list(range(16)) for p in first) and not torch.equal(first[0], torch.arange(16))
+
+
+@pytest.mark.parametrize("module", [sampling, eval_mode], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------------------------------ ConditionalGAN.sample

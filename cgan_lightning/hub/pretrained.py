@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from cgan_lightning.hub.model_card import CARD_TEMPLATE, MINIMAL_CARD_KWARGS
 from cgan_lightning.utilities.argument_checks import as_label_tensor, check_latents
+from cgan_lightning.utilities.eval_mode import eval_mode
 
 #: ``config.json`` key that marks a folder written by this library, and the format version it holds.
 FORMAT_KEY = "cgan_lightning_format"
@@ -204,12 +205,8 @@ class PretrainedGenerator(
         if z is None:
             gen_device = generator.device if generator is not None else self.device
             z = torch.randn(labels.numel(), self.latent_dim, generator=generator, device=gen_device)
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self(z, labels)
-        finally:
-            self.train(was_training)
 
     def label_ids(self, labels: Sequence[str | int]) -> list[int]:
         """Class ids of ``labels`` given as ids or as names from ``class_names``.

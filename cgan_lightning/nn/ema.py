@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from cgan_lightning.utilities.eval_mode import eval_mode
+
 
 class GeneratorEMA(nn.Module):
     """Keeps ``ema = d * ema + (1 - d) * weights`` for every parameter of a network, after each optimizer step.
@@ -88,12 +90,8 @@ class GeneratorEMA(nn.Module):
         """Run the averaged network in eval mode (its train/eval flag is restored afterwards)."""
         # The flag itself follows the LightningModule's train()/eval() (Lightning warns about modules left
         # in eval mode at fit start); the average is only ever evaluated.
-        was_training = self.module.training
-        self.module.eval()
-        try:
+        with eval_mode(self.module):
             return self.module(*args, **kwargs)
-        finally:
-            self.module.train(was_training)
 
 
 __all__ = ["GeneratorEMA"]
