@@ -6,31 +6,85 @@ epoch) through ``Trainer.validate``, with the model loaded with ``sample_latent_
 ``sample_min_class_prob=--min_prob`` (``ConditionalGAN``'s sampling options, :mod:`cgan_lightning.sampling`).
 Prints the scores and the share of first draws that were redrawn.
 
+``--candidates K`` (a probe, not a model option) also picks each sample among K candidates, its latent and K - 1
+fixed permutations of it, with probability proportional to ``exp(score / --temperature)``, the score being D's
+adversarial logit (``--score adv``) or its frozen-feature critic's alone (``--score critic``): sampling-importance
+resampling with D's score, as in discriminator rejection sampling (Azadi et al. 2019) without its calibration.
+
     python benchmarks/rejection_sampling.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data --latent_scale 1.1 --min_prob 0.7
+    python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --candidates 4 --temperature 1
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 
+import torch
 from fid_terms import add_generator_arguments
 from lightning.pytorch import Trainer, seed_everything
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule, SamplerModule
 from cgan_lightning.callbacks import ClassificationAccuracyScore, PerClassFID, SampleQuality
+from cgan_lightning.utilities.eval_mode import eval_mode
+
+
+def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float, score: str,
+                      first_scores: list[torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``model.sample`` picking each image among ``candidates`` by D's score; ``first_scores`` gets the first draws'."""
+    sample, discriminator = model.sample, model.discriminator
+    permutations = [torch.randperm(model.latent_dim, generator=torch.Generator().manual_seed(100 + i))
+                    for i in range(candidates - 1)]
+
+    def scored(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), eval_mode(discriminator):
+            if score == "critic":
+                return discriminator.feature_critic(images, labels)
+            return discriminator(images, labels)
+
+    def resampled(labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  ema: bool | None = None, redraw: bool = True) -> torch.Tensor:
+        if not redraw:  # the interference and traversal grids render fixed latents
+            return sample(labels, z=z, generator=generator, ema=ema, redraw=False)
+        labels = torch.as_tensor(labels)
+        z = model.draw_latents(labels.numel(), generator) if z is None else z
+        redraw_doubted = model.sample_min_class_prob > 0
+        images = torch.stack([sample(labels, z=z if p is None else z[:, p], ema=ema, redraw=redraw_doubted)
+                              for p in [None, *permutations]], dim=1)  # [B, K, C, H, W]
+        scores = torch.stack([scored(images[:, k], labels) for k in range(candidates)], dim=1)  # [B, K]
+        first_scores.append(scores[:, 0])
+        # Gumbel-max: a draw proportional to exp(score / T), its noise seeded by the batch's latents (reproducible)
+        rng = torch.Generator().manual_seed(int((z[:, :4].abs().sum() * 1e6).item()) % (2**31))
+        gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=rng).clamp_min(1e-12)))
+        pick = (scores / temperature + gumbel).argmax(dim=1)
+        return images[torch.arange(len(pick)), pick]
+
+    return resampled
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_generator_arguments(parser)  # --ckpt, --data_dir, --samples_per_class, --seed, --latent_scale
     parser.add_argument("--min_prob", type=float, default=0.0, help="redraw under this class-head probability")
+    parser.add_argument("--candidates", type=int, default=1, help="resample among this many by D's score (probe)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
+    parser.add_argument("--score", choices=["adv", "critic"], default="adv",
+                        help="D's adversarial logit, or its frozen-feature critic's alone")
     args = parser.parse_args()
+    if args.candidates < 1 or args.temperature <= 0:
+        parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
 
     seed_everything(0)
     model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", sample_latent_scale=args.latent_scale,
                                                 sample_min_class_prob=args.min_prob)
+    if args.score == "critic" and getattr(model.discriminator, "feature_critic", None) is None:
+        parser.error("--score critic needs a discriminator with a frozen-feature critic (feature_critic: mnist)")
+    first_scores: list[torch.Tensor] = []
+    if args.candidates > 1:
+        model.sample = resample_by_score(model, args.candidates, args.temperature, args.score,  # type: ignore[method-assign]
+                                         first_scores)
     callbacks = [PerClassFID(samples_per_class=args.samples_per_class, seed=args.seed),
                  SampleQuality(samples_per_class=args.samples_per_class, seed=args.seed, nearest_k=5),
                  ClassificationAccuracyScore(epochs=3)]
@@ -47,6 +101,9 @@ def main() -> None:
           f"{scores['val/cas/mean']:.3f} | "
           f"{min(coverage):.3f} | {scores['val/precision/mean']:.3f} | {scores['val/recall/mean']:.3f} | "
           f"{model.sample_redraws['redrawn'] / max(model.sample_redraws['drawn'], 1):.1%} |")
+    if first_scores:
+        first = torch.cat(first_scores)
+        print(f"D's score of the first draws: mean {first.mean():.2f}, standard deviation {first.std():.2f}")
 
 
 if __name__ == "__main__":
