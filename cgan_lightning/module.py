@@ -110,10 +110,11 @@ def reference_adam(params: Any) -> torch.optim.Optimizer:
 class ConditionalGAN(LightningModule):
     """A class-conditional GAN: G(z, y) draws an image of class y; D(x, y) judges the (image, label) pair.
 
-    Each training batch runs ``d_steps_per_g_step`` discriminator updates, then one generator update, with
-    manual optimization. Because Lightning counts every ``optimizer.step()`` in ``global_step``, one batch
-    advances ``global_step`` by ``d_steps_per_g_step + 1`` (2 by default): ``Trainer(max_steps=N)`` stops after
-    ``N / (d_steps_per_g_step + 1)`` batches. The number of batches is logged as ``train/batches_seen``.
+    Each training batch runs ``d_steps_per_g_step`` discriminator updates, then ``g_steps_per_batch`` generator
+    updates (1 by default), with manual optimization. Because Lightning counts every ``optimizer.step()`` in
+    ``global_step``, one batch advances ``global_step`` by ``d_steps_per_g_step + g_steps_per_batch`` (2 by
+    default): ``Trainer(max_steps=N)`` stops after ``N / (d_steps_per_g_step + g_steps_per_batch)`` batches. The
+    number of batches is logged as ``train/batches_seen``.
 
     Training metrics are logged every ``Trainer(log_every_n_steps=N)`` batches as their image-weighted mean over
     those ``N`` batches (epoch means are exact image means); each ``self.log`` costs Lightning about half a
@@ -142,7 +143,10 @@ class ConditionalGAN(LightningModule):
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
         optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).
-        d_steps_per_g_step: discriminator updates per generator update (each batch: D steps, then one G step).
+        d_steps_per_g_step: discriminator updates per batch, before the generator's (each batch: D steps, then G).
+        g_steps_per_batch: generator updates per batch, after D's (``d_first`` only). G's update reads no real
+            image, so more of them give G more learning from the same data; the first uses the batch the D step
+            scored, each further one a fresh generated batch of the same size against the same D.
         check_finite: stop with :class:`NonFiniteLossError` when a loss is NaN/inf (one host read per step).
         r1_gamma: weight of the R1 penalty on real data added to D's loss (0: off), with any ``loss``.
         ema_decay: decay of an EMA of G's weights that :meth:`sample` uses (e.g. ``0.999``; ``None``: no EMA).
@@ -203,6 +207,7 @@ class ConditionalGAN(LightningModule):
         optimizer_d: OptimizerCallable | None = None,
         loss: str = "bce",
         d_steps_per_g_step: int = 1,
+        g_steps_per_batch: int = 1,
         check_finite: bool = True,
         r1_gamma: float = 0.0,
         ema_decay: float | None = None,
@@ -225,7 +230,7 @@ class ConditionalGAN(LightningModule):
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
-                            ("d_steps_per_g_step", d_steps_per_g_step)):
+                            ("d_steps_per_g_step", d_steps_per_g_step), ("g_steps_per_batch", g_steps_per_batch)):
             check_int(value, name, minimum=None)  # the type here; the ranges below
         for name, number in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(number, name)
@@ -239,12 +244,17 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         if d_steps_per_g_step < 1:
             raise ValueError(f"d_steps_per_g_step must be >= 1, got {d_steps_per_g_step}")
+        if g_steps_per_batch < 1:
+            raise ValueError(f"g_steps_per_batch must be >= 1, got {g_steps_per_batch}")
         if step_order not in STEP_ORDERS:
             raise ValueError(f"step_order must be one of {list(STEP_ORDERS)}, got {step_order!r}")
         if step_order == "g_first" and d_steps_per_g_step != 1:
             raise ValueError(f"step_order='g_first' makes one D step per G step on the same generated batch, but "
                              f"d_steps_per_g_step={d_steps_per_g_step}: set d_steps_per_g_step=1 or "
                              "step_order='d_first'")
+        if step_order == "g_first" and g_steps_per_batch != 1:
+            raise ValueError(f"step_order='g_first' makes one G step per batch, but g_steps_per_batch="
+                             f"{g_steps_per_batch}: set g_steps_per_batch=1 or step_order='d_first'")
         if len(image_shape) != 3 or min(image_shape) <= 0:
             raise ValueError(f"image_shape must be (channels, height, width) of positive ints, got {image_shape}")
         if class_names is not None:
@@ -270,6 +280,7 @@ class ConditionalGAN(LightningModule):
         self.latent_dim = latent_dim
         self.class_names: list[str] = class_names or [str(k) for k in range(num_classes)]
         self.d_steps_per_g_step = d_steps_per_g_step
+        self.g_steps_per_batch = g_steps_per_batch
         self.check_finite = check_finite
         self.adversarial_loss = get_loss(loss)
         if r1_gamma < 0:
@@ -590,7 +601,7 @@ class ConditionalGAN(LightningModule):
         self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
 
     def _d_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """``d_steps_per_g_step`` D steps, then one G step against the updated D."""
+        """``d_steps_per_g_step`` D steps, then ``g_steps_per_batch`` G steps against the updated D."""
         real, real_labels = batch
         opt_g, opt_d = cast("list[LightningOptimizer]", self.optimizers())  # configure_optimizers returns two
         n = real.size(0)
@@ -619,17 +630,20 @@ class ConditionalGAN(LightningModule):
                 self.manual_backward(d_loss)
                 opt_d.step()
 
-        with self.toggled_optimizer(opt_g):
-            g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
-            g_loss = self._g_regularized(self.adversarial_loss.g_loss(g_logits), fake, z)
-            if g_aux is not None:
-                g_loss = g_loss + g_aux
-            self._ensure_finite(g_loss, "generator", batch_idx)
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
-        if self.generator_ema is not None:
-            self.generator_ema.update(self.generator)
+        for step in range(self.g_steps_per_batch):
+            if step > 0:  # the first G step reuses the generated batch D just scored, as the reference loop does
+                fake, fake_labels, z = self._fake_batch(n)
+            with self.toggled_optimizer(opt_g):
+                g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
+                g_loss = self._g_regularized(self.adversarial_loss.g_loss(g_logits), fake, z)
+                if g_aux is not None:
+                    g_loss = g_loss + g_aux
+                self._ensure_finite(g_loss, "generator", batch_idx)
+                opt_g.zero_grad(set_to_none=True)
+                self.manual_backward(g_loss)
+                opt_g.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update(self.generator)
         self._log_step(d_loss, g_loss, real_logits, fake_logits, n, batch_idx)
 
     @override
@@ -645,8 +659,8 @@ class ConditionalGAN(LightningModule):
         and at the end of each epoch and of training (``log_every_n_steps=0``: only there).
         """
         trainer = self.trainer
-        # Each batch makes d_steps_per_g_step + 1 optimizer steps, which global_step counts.
-        batches = self.global_step // (self.d_steps_per_g_step + 1)
+        # Each batch makes d_steps_per_g_step + g_steps_per_batch optimizer steps, which global_step counts.
+        batches = self.global_step // (self.d_steps_per_g_step + self.g_steps_per_batch)
         interval = log_every_n_steps(trainer)
         if interval != 1:
             weighted = torch.stack([value.float() for value in metrics.values()]) * n

@@ -72,6 +72,10 @@ def test_constructor_rejects_bad_values() -> None:
         ConditionalGAN(num_classes=0)
     with pytest.raises(ValueError, match="d_steps_per_g_step"):
         ConditionalGAN(d_steps_per_g_step=0)
+    with pytest.raises(ValueError, match="g_steps_per_batch must be >= 1"):
+        ConditionalGAN(g_steps_per_batch=0)
+    with pytest.raises(ValueError, match="g_steps_per_batch=2: set g_steps_per_batch=1 or step_order='d_first'"):
+        ConditionalGAN(step_order="g_first", g_steps_per_batch=2)
     with pytest.raises(ValueError, match="unknown loss"):
         ConditionalGAN(loss="mse")
 
@@ -83,10 +87,12 @@ def test_fast_dev_run(fake_mnist_dir: Path, tmp_path: Path) -> None:
     assert trainer.global_step == 2  # one D and one G step for the single batch
 
 
-@pytest.mark.parametrize("d_steps", [1, 2])
-def test_each_batch_steps_d_then_g(fake_mnist_dir: Path, tmp_path: Path, d_steps: int) -> None:
-    model = tiny_gan(d_steps_per_g_step=d_steps)
+@pytest.mark.parametrize(("d_steps", "g_steps"), [(1, 1), (2, 1), (1, 2)])
+def test_each_batch_steps_d_then_g(fake_mnist_dir: Path, tmp_path: Path, d_steps: int, g_steps: int) -> None:
+    model = tiny_gan(d_steps_per_g_step=d_steps, g_steps_per_batch=g_steps, ema_decay=0.9)
     calls: list[str] = []
+    generator_batches: list[torch.Tensor] = []  # the latents of every generated batch
+    model.generator.register_forward_hook(lambda module, args, output: generator_batches.append(args[0]))
 
     class Recorder(torch.nn.Module):
         pass
@@ -107,8 +113,12 @@ def test_each_batch_steps_d_then_g(fake_mnist_dir: Path, tmp_path: Path, d_steps
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=0,
                            callbacks=[HookOptimizers()])
     trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
-    assert calls == (["D"] * d_steps + ["G"]) * 3
-    assert trainer.global_step == 3 * (d_steps + 1)
+    assert calls == (["D"] * d_steps + ["G"] * g_steps) * 3
+    assert trainer.global_step == 3 * (d_steps + g_steps)
+    # One generated batch serves the first D step and the first G step; every further step draws its own.
+    assert len(generator_batches) == 3 * (d_steps + g_steps - 1)
+    assert len({z.sum().item() for z in generator_batches}) == len(generator_batches)
+    assert model.generator_ema is not None and model.generator_ema.updates == 3 * g_steps  # after every G step
     assert all(not torch.equal(a, b) for a, b in zip(before_g, model.generator.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(before_d, model.discriminator.parameters()))
     assert trainer.callback_metrics["train/batches_seen"] == 3
