@@ -143,7 +143,7 @@ class ConditionalGAN(LightningModule):
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
         optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).
-        d_steps_per_g_step: discriminator updates per batch, before the generator's (each batch: D steps, then G).
+        d_steps_per_g_step: discriminator updates per batch, before G's.
         g_steps_per_batch: generator updates per batch, after D's (``d_first`` only). G's update reads no real
             image, so more of them give G more learning from the same data; the first uses the batch the D step
             scored, each further one a fresh generated batch of the same size against the same D.
