@@ -94,9 +94,6 @@ def test_each_batch_steps_d_then_g(fake_mnist_dir: Path, tmp_path: Path, d_steps
     generator_batches: list[torch.Tensor] = []  # the latents of every generated batch
     model.generator.register_forward_hook(lambda module, args, output: generator_batches.append(args[0]))
 
-    class Recorder(torch.nn.Module):
-        pass
-
     def record(name: str):
         def hook(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
             calls.append(name)
