@@ -8,10 +8,9 @@ reference worker) runs the same epochs in the same pool, so the wall-time ratio 
 
 Variants (``--variants`` picks some). ``recommended`` is the recommended config as shipped; ``plain`` is the same
 config at one G update per batch, without its frozen-feature critic and mode-seeking term and with G's EMA at 0.998;
-``baseline`` is ``plain``
-with the optimizer, batch and EMA of the quality target's "today's best" (Adam at 1e-3 on batches of 32, EMA at 0.999:
-FID 3.94, accuracy 0.994); every other variant adds one option to ``baseline`` or ``plain``, ``all`` every small-data
-option, as ``examples/mnist_small_data.yaml`` does:
+``baseline`` is ``plain`` with the optimizer, batch and EMA of the quality target's "today's best" (Adam at 1e-3 on
+batches of 32, EMA at 0.999: FID 3.94, accuracy 0.994); every other variant adds one option to ``baseline`` or
+``plain``, ``all`` every small-data option, as ``examples/mnist_small_data.yaml`` does:
 
 - ``recommended``: ``examples/mnist.yaml`` as shipped (``plain`` plus the critic, mode seeking at 0.3, EMA 0.995,
   three G updates per batch);
