@@ -15,11 +15,16 @@ are shared and noisy); the table gives per-side medians over the rounds, the med
   (``train_throughput.py``'s plain worker): no Lightning, validation, evidence, checkpoints or logging. It is the
   ceiling any framework could reach with exact maths on this machine.
 
+On a GPU machine pass ``--device cuda`` (the seed loop picks the GPU as its design does; the bare loop runs there
+too) and GPU sides, e.g. ``examples/fast_gpu.yaml``'s.
+
 Examples::
 
     python benchmarks/end_to_end.py                       # the default sides, 5 rounds, 11 vs 1 epochs
     python benchmarks/end_to_end.py --rounds 3 --side fast="--config examples/fast.yaml" \
         --side bf16="--config examples/fast.yaml --trainer.precision bf16-mixed"
+    python benchmarks/end_to_end.py --device cuda --warmup --epochs 31 --with_bare_loop \
+        --side gpu="--config examples/fast.yaml --config examples/fast_gpu.yaml"
 """
 
 from __future__ import annotations
@@ -68,10 +73,23 @@ def timed_process(cmd: list[str], log: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def train_split_size(data_dir: str) -> int:
+    """Images in the MNIST train split under ``data_dir`` (the count in its idx label file's header)."""
+    header = (Path(data_dir) / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()[:8]
+    return int.from_bytes(header[4:8], "big")
+
+
 def library_command(side_args: str, epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
     cli = [*cli_launcher(), "fit", *shlex.split(side_args)]
     return cli + [f"--data.data_dir={args.data_dir}", "--data.download=false", f"--trainer.max_epochs={epochs}",
                   f"--trainer.default_root_dir={work}"]
+
+
+def side_command(name: str, epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
+    """The command of side ``name`` for ``epochs`` epochs, writing under ``work``."""
+    if name in WORKERS:
+        return worker_command(WORKERS[name], epochs, args.data_dir, work, args.device)
+    return library_command(args.sides[name], epochs, args, work)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default: the shipped reference and fast configs, fast also in bf16-mixed)")
     p.add_argument("--with_bare_loop", action="store_true",
                    help="also time fast.yaml's maths in a bare PyTorch loop (the ceiling with exact maths)")
+    p.add_argument("--warmup", action="store_true",
+                   help="run each side once for 1 epoch, untimed, before the rounds (fills torch.compile's cache, so\n"
+                        "that the first round's 1-epoch run does not pay a cold compile that its long run skips)")
+    p.add_argument("--device", default="cpu",
+                   help="device of the seed loop and the bare loop (the library sides take theirs from their config)")
     p.add_argument("--with_bf16", action="store_true",
                    help="also time `fast.yaml --trainer.precision bf16-mixed` (slow where bf16 is emulated)")
     args = p.parse_args(argv)
@@ -110,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     ratios: dict[str, list[float]] = {name: [] for name in names}
     rss: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="cgan_e2e_") as tmp:
+        for name in names if args.warmup else []:
+            work = Path(tmp) / f"warmup_{names.index(name)}"
+            work.mkdir()
+            warm_seconds, _ = timed_process(side_command(name, 1, args, work), work / "output.log")
+            print(f"warm-up    {name:45s} {warm_seconds:7.2f} s (1 epoch, untimed)", flush=True)
         for round_ in range(args.rounds):
             # Alternate the order each round so that neither side always runs first on a warmed-up machine.
             order = names if round_ % 2 == 0 else names[::-1]
@@ -118,11 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                 for epochs in (1, args.epochs):
                     work = Path(tmp) / f"r{round_}_{len(seconds[name])}_{epochs}_{names.index(name)}"
                     work.mkdir()
-                    if name in WORKERS:
-                        cmd = worker_command(WORKERS[name], epochs, args.data_dir, work)
-                    else:
-                        cmd = library_command(args.sides[name], epochs, args, work)
-                    spent[epochs], peak = timed_process(cmd, work / "output.log")
+                    spent[epochs], peak = timed_process(side_command(name, epochs, args, work), work / "output.log")
                 seconds[name].append(spent[args.epochs] - spent[1])
                 rss[name].append(peak)
                 print(f"round {round_ + 1}/{args.rounds}  {name:45s} {seconds[name][-1]:7.2f} s "
@@ -131,14 +155,20 @@ def main(argv: list[str] | None = None) -> None:
                 ratios[name].append(seconds["seed loop"][-1] / seconds[name][-1])
 
     seed_rss = statistics.median(rss["seed loop"])
-    print(f"\n{date.today()}  {cpu_model()}, {os.cpu_count()} cores, "
+    images = (args.epochs - 1) * train_split_size(args.data_dir)
+    device = args.device
+    if device.startswith("cuda"):
+        import torch  # only here: the CPU tables need no torch in this process
+
+        device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    print(f"\n{date.today()}  {cpu_model()}, {os.cpu_count()} cores, device {device}, "
           f"{args.rounds} rounds, {args.epochs} epochs minus 1 epoch, data {args.data_dir}")
-    print(f"\n| what ran | {args.epochs - 1} epochs beyond start-up (median) | vs seed loop (median ratio) "
+    print(f"\n| what ran | {args.epochs - 1} epochs beyond start-up (median) | images/s | vs seed loop (median ratio) "
           "| peak RSS (median) | RSS vs seed loop |")
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|")
     for name in names:
-        med_rss = statistics.median(rss[name])
-        print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {statistics.median(ratios[name]):.2f}x "
+        med_rss, med_seconds = statistics.median(rss[name]), statistics.median(seconds[name])
+        print(f"| {name} | {med_seconds:.2f} s | {images / med_seconds:.0f} | {statistics.median(ratios[name]):.2f}x "
               f"| {med_rss:.0f} MiB | {med_rss / seed_rss:.2f}x |")
     with_evidence, without = (f"`reference.yaml` {part}" for part in ("(with its evidence callbacks)",
                                                                       "without the evidence callbacks"))

@@ -17,10 +17,12 @@ def cli_launcher() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "cgan_lightning.cli"]
 
 
-def worker_command(worker: str, epochs: int, data_dir: str, work: Path) -> list[str]:
-    """A ``train_throughput.py`` worker run for ``epochs`` epochs in a fresh process, from the first batch."""
+def worker_command(worker: str, epochs: int, data_dir: str, work: Path, device: str = "cpu") -> list[str]:
+    """A ``train_throughput.py`` worker run for ``epochs`` epochs on ``device`` in a fresh process, from the
+    first batch."""
     return [sys.executable, str(WORKER_SCRIPT), "--worker", worker, "--result", str(work / f"{worker}.json"),
-            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", data_dir]
+            "--root_dir", str(work), "--epochs", str(epochs), "--warmup_batches", "0", "--data_dir", data_dir,
+            "--device", device]
 
 
 def seed_loop_command(epochs: int, data_dir: str, work: Path) -> list[str]:

@@ -55,3 +55,40 @@ def test_epoch_timer_splits_each_epoch(fake_mnist_session_dir: Path, tmp_path: P
     for epoch in timer.epochs:
         assert epoch["batches"] > 0 and epoch["validation"] > 0 and epoch["epoch_end"] > 0
         assert epoch["batches"] + epoch["gaps"] + epoch["validation"] + epoch["epoch_end"] <= epoch["wall"] + 1e-6
+
+
+def _end_to_end() -> Any:
+    _runners()  # puts benchmarks/ on sys.path
+    return importlib.import_module("end_to_end")
+
+
+def test_end_to_end_device_reaches_the_loops_not_the_library(tmp_path: Path) -> None:
+    e2e = _end_to_end()
+    args = e2e.parse_args(["--device", "cuda", "--with_bare_loop", "--side", "gpu=--config examples/fast_gpu.yaml"])
+    for worker_side in ("seed loop", e2e.BARE_LOOP):
+        command = e2e.side_command(worker_side, 3, args, tmp_path)
+        assert command[command.index("--device") + 1] == "cuda"
+    library = e2e.side_command("gpu", 3, args, tmp_path)
+    assert "--device" not in library and "examples/fast_gpu.yaml" in library
+    assert "--trainer.max_epochs=3" in library
+
+
+def test_end_to_end_warmup_runs_each_side_once_untimed_first(fake_mnist_session_dir: Path, monkeypatch: Any,
+                                                             capsys: Any) -> None:
+    e2e = _end_to_end()
+    calls: list[tuple[str, str]] = []
+
+    def fake_timed_process(cmd: list[str], log: Path) -> tuple[float, float]:
+        epochs = cmd[cmd.index("--epochs") + 1] if "--epochs" in cmd else next(
+            a.split("=")[1] for a in cmd if a.startswith("--trainer.max_epochs="))
+        calls.append(("worker" if "--worker" in cmd else "library", epochs))
+        return (10.0 if epochs == "1" else 30.0), 100.0
+
+    monkeypatch.setattr(e2e, "timed_process", fake_timed_process)
+    e2e.main(["--warmup", "--rounds", "2", "--epochs", "5", "--data_dir", str(fake_mnist_session_dir),
+              "--side", "lib=--config examples/fast.yaml"])
+    assert calls[:2] == [("worker", "1"), ("library", "1")]  # the warm-up: each side once, 1 epoch
+    assert len(calls) == 2 + 2 * 2 * 2  # then 2 rounds x 2 sides x (1 epoch, 5 epochs)
+    table = capsys.readouterr().out
+    # 20 s for 4 epochs of the 200-image split: 40 images/s, the warm-up's times in no row.
+    assert "| lib | 20.00 s | 40 | 1.00x |" in table
