@@ -65,6 +65,20 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm
 STEP_ORDERS = ("d_first", "g_first")
 
 
+#: ``torch.compile``'s modes, which ``compile`` also takes.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compile(compile: object) -> str | None:
+    """The ``torch.compile`` mode that ``compile`` asks for (``None``: off); raises ``ValueError`` for anything else."""
+    if isinstance(compile, str) and compile in COMPILE_MODES:
+        return compile
+    if isinstance(compile, bool):
+        return "default" if compile else None
+    raise ValueError(f"compile must be true, false or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                     f"got {compile!r}")
+
+
 def check_joint_d_forward(discriminator: nn.Module) -> None:
     """Raise ``ValueError`` when scoring real and fake pairs in one D forward would change D's loss.
 
@@ -161,8 +175,8 @@ class ConditionalGAN(LightningModule):
             ``d_steps_per_g_step=1``).
         shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
             too. See :mod:`cgan_lightning.utilities.row_gradient_scale`.
-        compile: ``torch.compile`` G and D in place (state-dict keys unchanged). The first steps pay the
-            compilation.
+        compile: ``torch.compile`` G and D in place; a string is its ``mode``. State-dict keys stay the same; the
+            first steps pay the compilation; ``reduce-overhead`` adds CUDA graphs on a GPU.
         augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
             off). Real and generated images alike, differentiably; digit-safe transforms only, see
             :mod:`cgan_lightning.nn.augment`.
@@ -214,7 +228,7 @@ class ConditionalGAN(LightningModule):
         joint_d_forward: bool = False,
         step_order: str = "d_first",
         shared_d_backward: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         augment: list[str] | None = None,
         augment_p: float = 1.0,
         ada_target: float | None = None,
@@ -235,8 +249,9 @@ class ConditionalGAN(LightningModule):
         for name, number in (("r1_gamma", r1_gamma), ("ema_decay", 0.0 if ema_decay is None else ema_decay)):
             check_number(number, name)
         for name, flag in (("check_finite", check_finite), ("joint_d_forward", joint_d_forward),
-                           ("shared_d_backward", shared_d_backward), ("compile", compile)):
+                           ("shared_d_backward", shared_d_backward)):
             check_bool(flag, name)
+        compile_mode = check_compile(compile)
         image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
@@ -325,10 +340,10 @@ class ConditionalGAN(LightningModule):
             check_shared_d_backward(step_order, joint_d_forward, self.mode_seeking_weight)
         #: Turns D's gradient into the generated images into G's (shared_d_backward); None: two backwards.
         self._row_scale = RowGradientScale() if shared_d_backward else None
-        if compile:
+        if compile_mode is not None:
             # In place (nn.Module.compile), after the EMA copy: parameter names and checkpoints stay the same.
-            self.generator.compile()
-            self.discriminator.compile()
+            self.generator.compile(mode=compile_mode)
+            self.discriminator.compile(mode=compile_mode)
 
     # ----------------------------------------------------------------------------------------- public API
     @override

@@ -451,6 +451,35 @@ def test_compile_works_in_place_and_keeps_checkpoint_keys() -> None:
     assert compiled.state_dict().keys() == plain.state_dict().keys()
 
 
+@pytest.mark.parametrize(("compile", "mode"), [(True, "default"), ("reduce-overhead", "reduce-overhead"),
+                                             ("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs")])
+def test_compile_passes_its_mode_to_torch_compile(compile: bool | str, mode: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    modes: list[object] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: modes.append(kwargs.get("mode")))
+    ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, compile=compile)
+    assert modes == [mode, mode]  # G and D
+    modes.clear()
+    ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, compile=False)
+    assert modes == []
+
+
+@pytest.mark.parametrize("bad", ["fast", "false", "", 1, None])
+def test_compile_rejects_what_is_neither_a_flag_nor_a_mode(bad: object) -> None:
+    with pytest.raises(ValueError, match="compile must be true, false or a torch.compile mode .*reduce-overhead"):
+        ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, compile=bad)  # type: ignore[arg-type]
+
+
+def test_compile_mode_from_the_command_line(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    common = [f"--config={REPO / 'examples' / 'fast.yaml'}", f"--data.data_dir={fake_mnist_dir}",
+              "--data.download=false", "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+              "--model.latent_dim=8"]
+    for value, parsed in (("reduce-overhead", "reduce-overhead"), ("true", True), ("false", False)):
+        cli = build_cli([*common, f"--model.compile={value}"], run=False)
+        assert cli.model.hparams.compile == parsed
+        assert (cli.model.generator._compiled_call_impl is not None) == bool(parsed)
+
+
 @pytest.mark.slow
 def test_compiled_training_matches_eager(fake_mnist_dir: Path, tmp_path: Path) -> None:
     model_a, trainer_a = _fit(fake_mnist_dir, tmp_path / "a")
