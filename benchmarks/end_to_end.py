@@ -75,8 +75,9 @@ def timed_process(cmd: list[str], log: Path) -> tuple[float, float]:
 
 def train_split_size(data_dir: str) -> int:
     """Images in the MNIST train split under ``data_dir`` (the count in its idx label file's header)."""
-    header = (Path(data_dir) / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()[:8]
-    return int.from_bytes(header[4:8], "big")
+    from cgan_lightning.data.mnist import check_idx_file  # only here: the rounds need no torch in this process
+
+    return check_idx_file(Path(data_dir) / "MNIST" / "raw" / "train-labels-idx1-ubyte")[0]
 
 
 def library_command(side_args: str, epochs: int, args: argparse.Namespace, work: Path) -> list[str]:
