@@ -3,8 +3,10 @@
 A loss is a pair of functions: ``d_loss(real_logits, fake_logits, real_weights=None) -> Tensor`` for the
 discriminator (``real_weights``: optional per-image weights ``[B]`` of the real terms, mean 1) and
 ``g_loss(fake_logits) -> Tensor`` for the generator, plus an optional ``penalty(discriminator, real, fake,
-labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). :data:`LOSSES` maps the
-names accepted by ``ConditionalGAN(loss=...)`` to these triples, so the training step only calls what was chosen.
+labels) -> Tensor`` added to the discriminator's loss (WGAN-GP's gradient penalty). A *relativistic* loss
+(``AdversarialLoss.relativistic``) judges each generated pair against a real one, so its generator half is
+``g_loss(fake_logits, real_logits)``. :data:`LOSSES` maps the names accepted by ``ConditionalGAN(loss=...)`` to
+these pairs, so the training step only calls what was chosen.
 :func:`r1_penalty` has the penalty signature too, so it can be added to any loss (``ConditionalGAN(r1_gamma=...)``).
 :func:`lecam_penalty` with its moving-average anchors (:class:`LeCamEMA`) is ``ConditionalGAN(lecam_weight=...)``;
 :func:`mode_seeking_loss`, a regularizer of G, is ``ConditionalGAN(mode_seeking_weight=...)``.
@@ -28,6 +30,10 @@ class GeneratorLoss(Protocol):
     def __call__(self, fake_logits: Tensor) -> Tensor: ...
 
 
+class RelativisticGeneratorLoss(Protocol):
+    def __call__(self, fake_logits: Tensor, real_logits: Tensor) -> Tensor: ...
+
+
 class DiscriminatorPenalty(Protocol):
     def __call__(self, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor) -> Tensor: ...
 
@@ -37,11 +43,14 @@ class AdversarialLoss(NamedTuple):
 
     ``penalty``, when set, is a regularizer of the discriminator that needs the network and the images rather
     than logits; the training step adds ``penalty(discriminator, real, fake, real_labels)`` to ``d_loss``.
+    ``relativistic``: ``g_loss`` is a :class:`RelativisticGeneratorLoss`, called with D's logits of a real batch
+    as well (the training step computes them when G's step has none at hand).
     """
 
     d_loss: DiscriminatorLoss
-    g_loss: GeneratorLoss
+    g_loss: GeneratorLoss | RelativisticGeneratorLoss
     penalty: DiscriminatorPenalty | None = None
+    relativistic: bool = False
 
 
 def _mean(values: Tensor, weights: Tensor | None) -> Tensor:
@@ -91,6 +100,30 @@ def wasserstein_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: T
 def wasserstein_g_loss(fake_logits: Tensor) -> Tensor:
     """Wasserstein G loss: ``-E[D(G(z))]``."""
     return -fake_logits.mean()
+
+
+def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(f"the relativistic pairing loss compares real pair i with generated pair i, so it needs as "
+                         f"many of each: got real logits of shape {tuple(real_logits.shape)} and generated "
+                         f"{tuple(fake_logits.shape)}")
+
+
+def rpgan_d_loss(real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
+    """Relativistic pairing D loss (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): ``E[softplus(D(G(z_i)) -
+    D(x_i))]``, real pair ``i`` of the batch against generated pair ``i``.
+
+    D is asked to score each real pair above its generated partner, not every real pair above a fixed threshold.
+    ``real_weights`` weight the pairs.
+    """
+    _check_pairs(real_logits, fake_logits)
+    return _mean(F.softplus(fake_logits - real_logits), real_weights)
+
+
+def rpgan_g_loss(fake_logits: Tensor, real_logits: Tensor) -> Tensor:
+    """Relativistic pairing G loss: ``E[softplus(D(x_i) - D(G(z_i)))]``; the real logits are constants for G."""
+    _check_pairs(real_logits, fake_logits)
+    return F.softplus(real_logits.detach() - fake_logits).mean()
 
 
 def _input_gradients(discriminator: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
@@ -221,6 +254,7 @@ LOSSES: dict[str, AdversarialLoss] = {
     "hinge": AdversarialLoss(hinge_d_loss, hinge_g_loss),
     "lsgan": AdversarialLoss(lsgan_d_loss, lsgan_g_loss),
     "wgan-gp": AdversarialLoss(wasserstein_d_loss, wasserstein_g_loss, partial(gradient_penalty, weight=10.0)),
+    "rpgan": AdversarialLoss(rpgan_d_loss, rpgan_g_loss, relativistic=True),
 }
 
 

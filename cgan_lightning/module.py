@@ -15,7 +15,15 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from typing_extensions import override
 
-from cgan_lightning.losses import DiscriminatorPenalty, LeCamEMA, get_loss, mode_seeking_loss, r1_penalty
+from cgan_lightning.losses import (
+    DiscriminatorPenalty,
+    GeneratorLoss,
+    LeCamEMA,
+    RelativisticGeneratorLoss,
+    get_loss,
+    mode_seeking_loss,
+    r1_penalty,
+)
 from cgan_lightning.metrics.sample_checks import check_samples
 from cgan_lightning.metrics.sampling import training_images
 from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
@@ -509,6 +517,24 @@ class ConditionalGAN(LightningModule):
             return g_loss + self.mode_seeking_weight * mode_seeking_loss(fake, z)
         return g_loss
 
+    def _g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """G's adversarial term; a relativistic loss also reads D's logits of the real batch."""
+        if self.adversarial_loss.relativistic:
+            if real_logits is None:
+                raise RuntimeError("a relativistic G loss needs D's logits of the real batch")
+            return cast(RelativisticGeneratorLoss, self.adversarial_loss.g_loss)(fake_logits, real_logits)
+        return cast(GeneratorLoss, self.adversarial_loss.g_loss)(fake_logits)
+
+    def _real_logits_for_g(self, real: Tensor, labels: Tensor) -> Tensor | None:
+        """D's logits of the real batch after D's update, which a relativistic G loss compares against (else None).
+
+        One forward without a graph per batch: D does not change during G's steps.
+        """
+        if not self.adversarial_loss.relativistic:
+            return None
+        with torch.no_grad():
+            return self.discriminator(self._d_input(real), labels)
+
     def _d_input(self, images: Tensor) -> Tensor:
         """What D sees: the images, augmented when ``augment`` is on (differentiably: G's gradients pass)."""
         if self.d_augment is None:
@@ -598,7 +624,7 @@ class ConditionalGAN(LightningModule):
         else:
             real_logits, real_aux = self._discriminate(d_real, real_labels)
             fake_logits, g_aux = self._discriminate(d_fake, fake_labels)
-        g_loss = self._g_regularized(self.adversarial_loss.g_loss(fake_logits), fake, z)
+        g_loss = self._g_regularized(self._g_adversarial(fake_logits, real_logits), fake, z)
         if g_aux is not None:
             g_loss = g_loss + g_aux
         d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels,
@@ -645,12 +671,13 @@ class ConditionalGAN(LightningModule):
                 self.manual_backward(d_loss)
                 opt_d.step()
 
+        real_logits_for_g = self._real_logits_for_g(real, real_labels)
         for step in range(self.g_steps_per_batch):
             if step > 0:  # the first G step reuses the generated batch D just scored, as the reference loop does
                 fake, fake_labels, z = self._fake_batch(n)
             with self.toggled_optimizer(opt_g):
                 g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
-                g_loss = self._g_regularized(self.adversarial_loss.g_loss(g_logits), fake, z)
+                g_loss = self._g_regularized(self._g_adversarial(g_logits, real_logits_for_g), fake, z)
                 if g_aux is not None:
                     g_loss = g_loss + g_aux
                 self._ensure_finite(g_loss, "generator", batch_idx)

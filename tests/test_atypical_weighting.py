@@ -48,9 +48,11 @@ def test_d_losses_weigh_each_real_term(name: str) -> None:
     d_loss = LOSSES[name].d_loss
     real, fake = torch.tensor([0.3, -1.2, 2.0, 0.5]), torch.tensor([-0.4, 0.8, 0.1, -2.0])
     torch.testing.assert_close(d_loss(real, fake, torch.ones(4)), d_loss(real, fake))
-    # Weights (2, 0, 2, 0): the real term of images 0 and 2 only, the fake term unchanged.
+    # Weights (2, 0, 2, 0): the real term of images 0 and 2 only, the fake term unchanged; a relativistic loss
+    # has one term per (real, generated) pair, so there they weigh pairs 0 and 2.
     weighted = d_loss(real, fake, torch.tensor([2.0, 0.0, 2.0, 0.0]))
-    torch.testing.assert_close(weighted, d_loss(real[[0, 2]], fake))
+    kept_fake = fake[[0, 2]] if LOSSES[name].relativistic else fake
+    torch.testing.assert_close(weighted, d_loss(real[[0, 2]], kept_fake))
     assert not torch.allclose(weighted, d_loss(real, fake))
 
 

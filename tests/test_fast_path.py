@@ -225,7 +225,7 @@ class BackwardCounter(Callback):
 
 
 @pytest.mark.parametrize("options", [{"loss": "bce"}, {"loss": "bce", "r1_gamma": 1.0, "lecam_weight": 0.1},
-                                     {"loss": "lsgan"}, {"loss": "wgan-gp"}])
+                                     {"loss": "lsgan"}, {"loss": "wgan-gp"}, {"loss": "rpgan"}])
 def test_shared_d_backward_equals_two_backwards(fake_mnist_dir: Path, tmp_path: Path, options: dict) -> None:
     shared, separate, counter = LossRecorder(), LossRecorder(), BackwardCounter()
     model, _ = _fit(fake_mnist_dir, tmp_path / "a", callbacks=[shared, counter], step_order="g_first",
@@ -237,7 +237,12 @@ def test_shared_d_backward_equals_two_backwards(fake_mnist_dir: Path, tmp_path: 
     # G's gradient is D's, divided and multiplied row by row: equal to float rounding, carried by Adam's steps.
     for got, want in zip(shared.losses, separate.losses, strict=True):
         assert got == pytest.approx(want, rel=1e-4)
-    assert _max_weight_difference(model, reference, skip=_batch_norm_shadowed(model)) < 1e-5
+    skip = _batch_norm_shadowed(model)
+    if model.adversarial_loss.relativistic:
+        # D's loss reads only differences of logits: the bias of D's output layer has zero gradient, and
+        # (like a bias feeding a batch norm) its rounding noise becomes Adam steps of about lr.
+        skip |= {"discriminator.model.2.bias"}
+    assert _max_weight_difference(model, reference, skip=skip) < 1e-5
 
 
 def test_shared_d_backward_gives_both_networks_their_own_gradients() -> None:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch import Tensor, nn
 
-from cgan_lightning import AdversarialLoss, ConditionalGAN, DCGANDiscriminator, DCGANGenerator, MNISTDataModule, losses
+from cgan_lightning import (
+    AdversarialLoss,
+    ConditionalGAN,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MNISTDataModule,
+    losses,
+)
 from cgan_lightning.losses import (
     LOSSES,
     gradient_penalty,
@@ -19,6 +28,8 @@ from cgan_lightning.losses import (
     lsgan_d_loss,
     lsgan_g_loss,
     r1_penalty,
+    rpgan_d_loss,
+    rpgan_g_loss,
     wasserstein_d_loss,
     wasserstein_g_loss,
 )
@@ -46,10 +57,37 @@ def test_wasserstein_on_known_logits() -> None:
     assert wasserstein_g_loss(FAKE).item() == pytest.approx(0.5 / 3)
 
 
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_rpgan_on_known_logits() -> None:
+    # Pairs (real i, fake i): fake - real = [-4, -0.5, 2.5]; G's terms are the same pairs reversed.
+    assert rpgan_d_loss(REAL, FAKE).item() == pytest.approx(sum(map(_softplus, (-4.0, -0.5, 2.5))) / 3)
+    assert rpgan_g_loss(FAKE, REAL).item() == pytest.approx(sum(map(_softplus, (4.0, 0.5, -2.5))) / 3)
+    # Per-pair weights (the real terms' weighting): only the third pair counts, three times.
+    assert rpgan_d_loss(REAL, FAKE, torch.tensor([0.0, 0.0, 3.0])).item() == pytest.approx(_softplus(2.5))
+
+
+def test_rpgan_g_loss_holds_the_real_logits_constant() -> None:
+    real, fake = REAL.clone().requires_grad_(True), FAKE.clone().requires_grad_(True)
+    rpgan_g_loss(fake, real).backward()
+    assert real.grad is None
+    assert fake.grad is not None and torch.all(fake.grad < 0)
+
+
+def test_rpgan_needs_one_generated_logit_per_real_one() -> None:
+    with pytest.raises(ValueError, match=r"as many of each: got real logits of shape \(3,\) and generated \(2,\)"):
+        rpgan_d_loss(REAL, FAKE[:2])
+    with pytest.raises(ValueError, match="as many of each"):
+        rpgan_g_loss(FAKE[:2], REAL)
+
+
 def test_registry_names_and_penalties() -> None:
-    assert {"bce", "hinge", "lsgan", "wgan-gp"} <= set(LOSSES)
+    assert {"bce", "hinge", "lsgan", "wgan-gp", "rpgan"} <= set(LOSSES)
     assert LOSSES["wgan-gp"].penalty is not None
-    assert all(LOSSES[name].penalty is None for name in ("bce", "hinge", "lsgan"))
+    assert all(LOSSES[name].penalty is None for name in ("bce", "hinge", "lsgan", "rpgan"))
+    assert [name for name, loss in LOSSES.items() if loss.relativistic] == ["rpgan"]
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -62,7 +100,8 @@ def test_each_loss_has_the_right_sign(name: str) -> None:
     loss.d_loss(real, fake).backward()
     assert torch.all(real.grad < 0) and torch.all(fake.grad > 0)
     fake_g = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
-    loss.g_loss(fake_g).backward()
+    g_loss = loss.g_loss(fake_g, real.detach()) if loss.relativistic else loss.g_loss(fake_g)  # type: ignore[call-arg]
+    g_loss.backward()
     assert torch.all(fake_g.grad < 0)
 
 
@@ -152,3 +191,59 @@ def test_training_step_adds_r1_with_any_loss(fake_mnist_dir: Path, tmp_path: Pat
 def test_negative_r1_gamma_is_rejected() -> None:
     with pytest.raises(ValueError, match="r1_gamma must be >= 0"):
         ConditionalGAN(r1_gamma=-1.0)
+
+
+class RecordingRelativisticLoss:
+    """The relativistic pairing loss, keeping the real logits that each of D's and G's terms was given."""
+
+    def __init__(self) -> None:
+        self.d_real: list[Tensor] = []
+        self.g_real: list[Tensor] = []
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, real_weights: Tensor | None = None) -> Tensor:
+        self.d_real.append(real_logits.detach().clone())
+        return rpgan_d_loss(real_logits, fake_logits, real_weights)
+
+    def g_loss(self, fake_logits: Tensor, real_logits: Tensor) -> Tensor:
+        self.g_real.append(real_logits.detach().clone())
+        return rpgan_g_loss(fake_logits, real_logits)
+
+
+class FirstBatch(Callback):
+    def on_train_batch_start(self, trainer: Trainer, pl_module: object, batch: tuple[Tensor, Tensor],
+                             batch_idx: int) -> None:
+        if batch_idx == 0:
+            self.images, self.labels = batch[0].clone(), batch[1].clone()
+
+
+def test_rpgan_g_steps_compare_against_d_after_its_update(fake_mnist_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # d_first: D steps on the batch, then G's steps compare their pairs against the updated D's real logits.
+    recorded, first = RecordingRelativisticLoss(), FirstBatch()
+    monkeypatch.setitem(LOSSES, "rp-recorded", AdversarialLoss(recorded.d_loss, recorded.g_loss, relativistic=True))
+    model = ConditionalGAN(latent_dim=8, loss="rp-recorded", g_steps_per_batch=2, generator=TINY_G,
+                           discriminator=partial(MLPDiscriminator, hidden_dims=(32,)))
+    trainer = Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[first])
+    trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
+    assert len(recorded.d_real) == 1 and len(recorded.g_real) == 2
+    with torch.no_grad():
+        after_d_step = model.discriminator(first.images, first.labels)  # G's steps leave D as its step left it
+    for real_logits in recorded.g_real:
+        assert torch.allclose(real_logits, after_d_step)
+    assert not torch.allclose(recorded.d_real[0], after_d_step)  # not the logits D's own step saw
+
+
+def test_rpgan_in_the_reference_order_shares_ds_forward(fake_mnist_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # g_first: G and D are judged by the same D forward, so G's real logits are those of D's term.
+    recorded = RecordingRelativisticLoss()
+    monkeypatch.setitem(LOSSES, "rp-recorded", AdversarialLoss(recorded.d_loss, recorded.g_loss, relativistic=True))
+    model = ConditionalGAN(latent_dim=8, loss="rp-recorded", step_order="g_first", joint_d_forward=True,
+                           shared_d_backward=True, generator=TINY_G,
+                           discriminator=partial(MLPDiscriminator, hidden_dims=(32,)))
+    _fit(model, fake_mnist_dir, tmp_path, batches=2)
+    assert len(recorded.g_real) == len(recorded.d_real) == 2
+    for g_real, d_real in zip(recorded.g_real, recorded.d_real, strict=True):
+        assert torch.equal(g_real, d_real)
