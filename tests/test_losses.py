@@ -143,10 +143,11 @@ def test_penalties_train_the_discriminator(penalty: object) -> None:
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def _fit(model: ConditionalGAN, data_dir: Path, tmp_path: Path, batches: int = 2) -> Trainer:
+def _fit(model: ConditionalGAN, data_dir: Path, tmp_path: Path, batches: int = 2,
+         callbacks: list[Callback] | None = None) -> Trainer:
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
-                      max_epochs=1, limit_train_batches=batches, limit_val_batches=0)
+                      max_epochs=1, limit_train_batches=batches, limit_val_batches=0, callbacks=callbacks)
     trainer.fit(model, MNISTDataModule(str(data_dir), download=False, batch_size=16))
     return trainer
 
@@ -223,10 +224,7 @@ def test_rpgan_g_steps_compare_against_d_after_its_update(fake_mnist_dir: Path, 
     monkeypatch.setitem(LOSSES, "rp-recorded", AdversarialLoss(recorded.d_loss, recorded.g_loss, relativistic=True))
     model = ConditionalGAN(latent_dim=8, loss="rp-recorded", g_steps_per_batch=2, generator=TINY_G,
                            discriminator=partial(MLPDiscriminator, hidden_dims=(32,)))
-    trainer = Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      max_epochs=1, limit_train_batches=1, limit_val_batches=0, callbacks=[first])
-    trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
+    _fit(model, fake_mnist_dir, tmp_path, batches=1, callbacks=[first])
     assert len(recorded.d_real) == 1 and len(recorded.g_real) == 2
     with torch.no_grad():
         after_d_step = model.discriminator(first.images, first.labels)  # G's steps leave D as its step left it
