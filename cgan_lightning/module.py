@@ -520,8 +520,7 @@ class ConditionalGAN(LightningModule):
     def _g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
         """G's adversarial term; a relativistic loss also reads D's logits of the real batch."""
         if self.adversarial_loss.relativistic:
-            if real_logits is None:
-                raise RuntimeError("a relativistic G loss needs D's logits of the real batch")
+            assert real_logits is not None  # both training steps pass them when the loss is relativistic
             return cast(RelativisticGeneratorLoss, self.adversarial_loss.g_loss)(fake_logits, real_logits)
         return cast(GeneratorLoss, self.adversarial_loss.g_loss)(fake_logits)
 
