@@ -12,7 +12,9 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
 from cgan_lightning.losses import (
@@ -24,6 +26,7 @@ from cgan_lightning.losses import (
     mode_seeking_loss,
     r1_penalty,
 )
+from cgan_lightning.lr_decay import check_lr_decay, linear_decay_schedulers, planned_training_batches
 from cgan_lightning.metrics.sample_checks import check_samples
 from cgan_lightning.metrics.sampling import training_images
 from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
@@ -170,7 +173,7 @@ class ConditionalGAN(LightningModule):
             image, so more of them give G more learning from the same data; the first uses the batch the D step
             scored, each further one a fresh generated batch of the same size against the same D.
         check_finite: stop with :class:`NonFiniteLossError` when a loss is NaN/inf (one host read per step).
-        r1_gamma: weight of the R1 penalty on real data added to D's loss (0: off), with any ``loss``.
+        r1_gamma: weight of the R1 penalty on real data in D's loss (0: off). It works with any ``loss``.
         ema_decay: decay of an EMA of G's weights that :meth:`sample` uses (e.g. ``0.999``; ``None``: no EMA).
             It is updated after every G step.
         joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths up to
@@ -190,7 +193,7 @@ class ConditionalGAN(LightningModule):
             :mod:`cgan_lightning.nn.augment`.
         augment_p: probability of each transform per image (1.0: always, as DiffAugment).
         ada_target: adapt the probability ADA-style to D's overfitting signal ``E[sign(D(real))]``, towards this
-            target (0.6 in ADA). ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
+            target (0.6 in ADA). Its ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
         ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
         lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off). See
             :func:`cgan_lightning.losses.lecam_penalty`.
@@ -209,8 +212,11 @@ class ConditionalGAN(LightningModule):
             under this (0: off). Needs a discriminator with a class head
             (:class:`~cgan_lightning.nn.dcgan.ACGANDiscriminator`); see :mod:`cgan_lightning.sampling`. An image is
             redrawn from fixed permutations of its latent, at most 3 times, so it still depends only on ``(z, label)``.
-        class_names: one name per label (linked from the data module by the CLI); shown in per-class tables, grid
-            captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
+        class_names: one name per label (linked from the data module by the CLI). They are shown in per-class tables,
+            grid captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
+        lr_decay: the last fraction of training over which both learning rates fall linearly to 0 (0: off). They
+            are stepped per batch (0.5: constant over the first half, then down to 0); the run needs ``max_epochs``
+            or ``max_steps``. See :mod:`cgan_lightning.lr_decay`.
 
     Discriminator hooks: the loss's ``penalty`` (WGAN-GP) and R1 are added to D's loss; a discriminator that
     defines ``logits_and_aux_loss(images, labels) -> (logits, aux_loss | None)`` (the AC-GAN head of
@@ -249,6 +255,7 @@ class ConditionalGAN(LightningModule):
         sample_latent_scale: float = 1.0,
         sample_min_class_prob: float = 0.0,
         class_names: list[str] | None = None,
+        lr_decay: float = 0.0,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("latent_dim", latent_dim),
@@ -305,6 +312,7 @@ class ConditionalGAN(LightningModule):
         self.d_steps_per_g_step = d_steps_per_g_step
         self.g_steps_per_batch = g_steps_per_batch
         self.check_finite = check_finite
+        self.lr_decay = check_lr_decay(lr_decay)
         self.adversarial_loss = get_loss(loss)
         if r1_gamma < 0:
             raise ValueError(f"r1_gamma must be >= 0 (0 turns the R1 penalty off), got {r1_gamma}")
@@ -495,10 +503,15 @@ class ConditionalGAN(LightningModule):
             self.atypical_weighting.fit(images, labels)
 
     @override
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         # Order matters: training_step unpacks (G, D).
-        return [build_optimizer(self._optimizer_g, self.generator.parameters(), "model.optimizer_g"),
-                build_optimizer(self._optimizer_d, self.discriminator.parameters(), "model.optimizer_d")]
+        optimizers = [build_optimizer(self._optimizer_g, self.generator.parameters(), "model.optimizer_g"),
+                      build_optimizer(self._optimizer_d, self.discriminator.parameters(), "model.optimizer_d")]
+        if self.lr_decay == 0:
+            return optimizers
+        steps_per_batch = 2 if self.step_order == "g_first" else self.d_steps_per_g_step + self.g_steps_per_batch
+        total = planned_training_batches(self.trainer, steps_per_batch)
+        return optimizers, linear_decay_schedulers(optimizers, total, self.lr_decay)
 
     def _fake_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
         """``n`` generated images, their labels and their latents (drawn from the training stream)."""
@@ -599,6 +612,9 @@ class ConditionalGAN(LightningModule):
             self._g_first_step(batch, batch_idx)
         else:
             self._d_first_step(batch, batch_idx)
+        if self.lr_decay > 0:  # manual optimization: Lightning steps no scheduler itself
+            for scheduler in cast("list[LambdaLR]", self.lr_schedulers()):
+                scheduler.step()
 
     def _g_first_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """The reference order with one D forward of the generated batch serving both updates.
