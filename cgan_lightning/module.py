@@ -509,8 +509,8 @@ class ConditionalGAN(LightningModule):
                       build_optimizer(self._optimizer_d, self.discriminator.parameters(), "model.optimizer_d")]
         if self.lr_decay == 0:
             return optimizers
-        steps_per_batch = 2 if self.step_order == "g_first" else self.d_steps_per_g_step + self.g_steps_per_batch
-        total = planned_training_batches(self.trainer, steps_per_batch)
+        # Optimizer steps per batch (g_first makes one of each: __init__ holds both counts at 1 there).
+        total = planned_training_batches(self.trainer, self.d_steps_per_g_step + self.g_steps_per_batch)
         return optimizers, linear_decay_schedulers(optimizers, total, self.lr_decay)
 
     def _fake_batch(self, n: int) -> tuple[Tensor, Tensor, Tensor]:
