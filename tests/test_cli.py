@@ -49,7 +49,8 @@ def _quality_runs() -> Any:
 
 
 @pytest.mark.parametrize("variant", ["recommended", "recommended_lr_decay", "recommended_constant_lr",
-                                     "recommended_g1", "plain", "plain_critic", "plain_mode_seeking", "baseline", "critic", "lr3e3", "mode_seeking", "res_blocks", "wide", "all",
+                                     "recommended_g1", "plain", "plain_critic", "plain_mode_seeking", "baseline",
+                                     "critic", "lr3e3", "mode_seeking", "res_blocks", "wide", "all",
                                      "extra"])
 def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
