@@ -30,10 +30,11 @@ def linear_decay_factor(batch: int, total_batches: int, fraction: float) -> floa
     """The learning-rate factor for 0-based ``batch`` of ``total_batches``: 1, then linearly down over the last
     ``fraction`` of them (reaching 0 one batch after the last).
 
-    >>> [linear_decay_factor(b, 8, 0.5) for b in range(8)]
-    [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
-    >>> linear_decay_factor(3, 8, 0.0)
-    1.0
+    Examples:
+        >>> [linear_decay_factor(b, 8, 0.5) for b in range(8)]
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+        >>> linear_decay_factor(3, 8, 0.0)
+        1.0
     """
     start = total_batches * (1.0 - fraction)
     if fraction <= 0.0 or batch < start:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import doctest
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator
+from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, lr_decay
 from cgan_lightning.lr_decay import linear_decay_factor
 
 LR = 1e-3
@@ -70,6 +71,11 @@ def test_the_factor_is_one_then_falls_linearly_to_zero() -> None:
         [1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25])
     assert [linear_decay_factor(b, 4, 1.0) for b in range(4)] == [1.0, 0.75, 0.5, 0.25]
     assert linear_decay_factor(7, 8, 0.0) == 1.0
+
+
+def test_the_docstring_example_holds() -> None:
+    result = doctest.testmod(lr_decay)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_both_rates_follow_the_schedule_over_the_planned_batches() -> None:
