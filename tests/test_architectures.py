@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from pathlib import Path
 
@@ -272,3 +273,58 @@ def test_plain_dcgan_discriminator_allows_the_joint_real_fake_forward() -> None:
     ConditionalGAN(latent_dim=8, joint_d_forward=True, discriminator=partial(DCGANDiscriminator, base_channels=4))
     with pytest.raises(ValueError, match="auxiliary head"):
         ConditionalGAN(latent_dim=8, joint_d_forward=True, discriminator=partial(ACGANDiscriminator, base_channels=4))
+
+
+def _channels_last_pair(cls: type[nn.Module], **kwargs: object) -> tuple[nn.Module, nn.Module]:
+    """The same network twice, the second with ``channels_last=True`` and the first's weights."""
+    torch.manual_seed(0)
+    plain = cls(**kwargs)
+    torch.manual_seed(0)
+    fast = cls(channels_last=True, **kwargs)
+    fast.load_state_dict(plain.state_dict())
+    return plain, fast
+
+
+def _conv_weights(network: nn.Module) -> list[torch.Tensor]:
+    return [t for t in [*network.parameters(), *network.buffers()] if t.dim() == 4 and t.size(1) > 1]
+
+
+def test_channels_last_keeps_the_conv_weights_channels_last_through_loading_and_copies() -> None:
+    _, g = _channels_last_pair(DCGANGenerator, latent_dim=8, base_channels=8)
+    _, d = _channels_last_pair(ACGANDiscriminator, base_channels=8, conditioning="projection", spectral_norm=True,
+                               feature_critic="mnist")
+    for network in (g, d, d.feature_critic):  # the critic's frozen classifier (buffers) too
+        weights = _conv_weights(network)
+        assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+        assert not all(w.is_contiguous() for w in weights)  # not NCHW any more
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in _conv_weights(copy.deepcopy(g)))
+    plain, _ = _channels_last_pair(DCGANGenerator, latent_dim=8, base_channels=8)
+    assert all(w.is_contiguous() for w in _conv_weights(plain))
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_channels_last_networks_compute_the_same_outputs_and_gradients(spectral_norm: bool) -> None:
+    g_plain, g_fast = _channels_last_pair(DCGANGenerator, latent_dim=8, base_channels=8, spectral_norm=spectral_norm)
+    d_plain, d_fast = _channels_last_pair(ACGANDiscriminator, base_channels=8, conditioning="projection",
+                                          spectral_norm=spectral_norm, feature_critic="mnist")
+    z, labels = torch.randn(6, 8), _labels(6)
+    outputs = []
+    for g, d in ((g_plain, d_plain), (g_fast, d_fast)):
+        images = g(z, labels)
+        logits, aux = d.logits_and_aux_loss(images, labels)
+        (logits.sum() + aux).backward()
+        outputs.append((images, logits, [p.grad for p in [*g.parameters(), *d.parameters()]]))
+    (images_a, logits_a, grads_a), (images_b, logits_b, grads_b) = outputs
+    torch.testing.assert_close(images_b, images_a, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits_b, logits_a, rtol=1e-4, atol=1e-4)
+    assert len(grads_a) == len(grads_b)
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(grad_b, grad_a, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_channels_last_must_be_a_bool(bad: object) -> None:
+    with pytest.raises(ValueError, match="channels_last must be true or false"):
+        DCGANGenerator(channels_last=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channels_last must be true or false"):
+        DCGANDiscriminator(channels_last=bad)  # type: ignore[arg-type]
