@@ -82,6 +82,19 @@ def test_raw_export_and_model_without_ema(tmp_path: Path) -> None:
         pretrained_from_gan(plain, ema=True)
 
 
+def test_channels_last_generator_exports_and_reloads_channels_last(tmp_path: Path) -> None:
+    # safetensors stores contiguous tensors: the export must not fail on channels-last weights, and the reload keeps
+    # the order the config asks for.
+    spec = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 4,
+                                                                                 "channels_last": True}}
+    saved = PretrainedGenerator(spec, 10, 8, (1, 28, 28)).eval()
+    saved.save_pretrained(tmp_path / "cl")
+    loaded = PretrainedGenerator.from_pretrained(tmp_path / "cl")
+    z, labels = torch.randn(4, 8), torch.tensor([0, 3, 6, 9])
+    assert torch.equal(loaded.sample(labels, z=z), saved.sample(labels, z=z))
+    assert loaded.generator.upsample[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_class_names_from_the_model_reach_config_and_labels(tmp_path: Path) -> None:
     model = _tiny_gan()
     model.class_names = [f"digit {k}" for k in range(10)]  # as ConditionalGAN(class_names=...) sets it
