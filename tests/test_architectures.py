@@ -324,7 +324,7 @@ def test_channels_last_networks_compute_the_same_outputs_and_gradients(spectral_
 
 @pytest.mark.parametrize("bad", [1, "yes", None])
 def test_channels_last_must_be_a_bool(bad: object) -> None:
-    with pytest.raises(ValueError, match="channels_last must be true or false"):
+    with pytest.raises(ValueError, match="channels_last must be True or False"):
         DCGANGenerator(channels_last=bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="channels_last must be true or false"):
-        DCGANDiscriminator(channels_last=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channels_last must be True or False"):
+        ACGANDiscriminator(feature_critic="mnist", channels_last=bad)  # type: ignore[arg-type]

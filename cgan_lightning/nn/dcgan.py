@@ -23,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.conditioning import GENERATOR_CONDITIONINGS, GeneratorConditioning, label_maps, make_norm
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
-from cgan_lightning.utilities.argument_checks import ImageShape, check_images, check_int
+from cgan_lightning.utilities.argument_checks import ImageShape, check_bool, check_images, check_int
 
 #: How the discriminator uses the label: one-hot maps concatenated to the image, the projection
 #: ``<embed(y), h(x)>`` added to the logit, or not at all (only :class:`ACGANDiscriminator`, whose head uses it).
@@ -50,8 +50,6 @@ def _to_channels_last(network: nn.Module, enabled: bool) -> None:
     tensor cores prefer them); the maths is the same up to floating-point rounding. Checkpoints, ``.to(device)``
     and copies keep the order.
     """
-    if not isinstance(enabled, bool):
-        raise ValueError(f"channels_last must be true or false, got {enabled!r}")
     if enabled:
         network.to(memory_format=torch.channels_last)
 
@@ -128,6 +126,7 @@ class DCGANGenerator(ConditionalGenerator):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        check_bool(channels_last, "channels_last")
         if latent_dim <= 0 or num_classes <= 0 or embedding_dim <= 0:
             raise ValueError(f"latent_dim, num_classes and embedding_dim must be positive, got {latent_dim}, "
                              f"{num_classes} and {embedding_dim}")
@@ -217,6 +216,7 @@ class DCGANDiscriminator(ConditionalDiscriminator):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        check_bool(channels_last, "channels_last")
         if num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         if conditioning not in self.conditionings:
