@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--warmup", type=int, default=30, help="batches before the profiler starts")
     p.add_argument("--batches", type=int, default=100, help="batches profiled")
+    p.add_argument("--top_ops", type=int, default=0, help="also print the ops with the most own time, this many")
     p.add_argument("extra", nargs="*", help="more `cgan-lightning fit` arguments, after --")
     args = p.parse_args(argv)
 
@@ -159,6 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     total = rows[-1][1]
     for name, ms in rows:
         print(f"| {name} | {ms:.2f} | {100 * ms / total:.0f}% |")
+    if args.top_ops:
+        events = sorted(profiler.prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        print("\n| op | own ms per batch | calls per batch |\n|---|---:|---:|")
+        for event in events[:args.top_ops]:
+            print(f"| {event.key} | {event.self_cpu_time_total / 1000 / args.batches:.2f} | "
+                  f"{event.count / args.batches:.1f} |")
 
 
 if __name__ == "__main__":
