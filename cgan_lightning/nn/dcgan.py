@@ -46,9 +46,9 @@ def _layer(module: nn.Module, enabled: bool) -> nn.Module:
 def _to_channels_last(network: nn.Module, enabled: bool) -> None:
     """Keep ``network``'s 4-d weights (hence its conv activations) in channels-last memory order when ``enabled``.
 
-    oneDNN's CPU convolutions and max-pooling run faster on channels-last tensors than on NCHW ones (and GPUs'
-    tensor cores prefer them); the maths is the same up to floating-point rounding. Checkpoints, ``.to(device)``
-    and copies keep the order.
+    PyTorch's CPU max-pooling (the feature critic's) runs several times faster on channels-last tensors than on
+    NCHW ones, and GPUs' tensor cores prefer them for convolutions; the maths is the same up to floating-point
+    rounding. Checkpoints, ``.to(device)`` and copies keep the order.
     """
     if enabled:
         network.to(memory_format=torch.channels_last)
@@ -109,8 +109,8 @@ class DCGANGenerator(ConditionalGenerator):
         embedding_dim: size of the label embedding used by ``concat`` and ``film`` (unused by ``cbn``).
         spectral_norm: wrap the linear and (transposed) convolution weights in spectral normalization.
         res_blocks: residual 3x3-convolution blocks at each of the two inner resolutions (0: the plain DCGAN).
-        channels_last: keep the convolutions' weights and activations in channels-last memory order: faster on a
-            CPU (oneDNN) and on GPUs' tensor cores, the same maths up to rounding.
+        channels_last: keep the convolutions' weights and activations in channels-last memory order, which GPUs'
+            tensor cores prefer; the same maths up to rounding.
     """
 
     def __init__(
@@ -195,7 +195,8 @@ class DCGANDiscriminator(ConditionalDiscriminator):
             written by ``cgan-lightning train-classifier`` (``None``: off).
         feature_critic_blocks: which of that classifier's conv blocks (1-3) the critic reads.
         channels_last: keep the convolutions' weights and activations (the feature critic's too) in channels-last
-            memory order: faster on a CPU (oneDNN) and on GPUs' tensor cores, the same maths up to rounding.
+            memory order: the critic's max-pooling runs several times faster on a CPU, and GPUs' tensor cores prefer
+            it; the same maths up to rounding.
     """
 
     #: The ``conditioning`` values this class accepts.
