@@ -49,10 +49,9 @@ def _quality_runs() -> Any:
 
 
 @pytest.mark.parametrize("variant", ["recommended", "recommended_channels_last", "recommended_lr_decay",
-                                     "recommended_constant_lr",
-                                     "recommended_g1", "plain", "plain_critic", "plain_mode_seeking", "baseline",
-                                     "critic", "lr3e3", "mode_seeking", "res_blocks", "wide", "all",
-                                     "extra"])
+                                     "recommended_constant_lr", "recommended_g1", "plain", "plain_critic",
+                                     "plain_mode_seeking", "baseline", "critic", "lr3e3", "mode_seeking",
+                                     "res_blocks", "wide", "all", "extra"])
 def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     # benchmarks/quality_runs.py's commands: a variant's configs, then the evidence fragment, then its other arguments.
