@@ -11,9 +11,15 @@ fixed permutations of it, with probability proportional to ``exp(score / --tempe
 adversarial logit (``--score adv``) or its frozen-feature critic's alone (``--score critic``): sampling-importance
 resampling with D's score, as in discriminator rejection sampling (Azadi et al. 2019) without its calibration.
 
+``--standing_stats N`` (a probe) first recomputes the sampled generator's BatchNorm running statistics from N batches
+of 64 of its own samples (N(0, I) latents, uniform labels), instead of the live G's that the EMA copies ("standing
+statistics", Brock et al. 2019).
+
     python benchmarks/rejection_sampling.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data --latent_scale 1.1 --min_prob 0.7
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --candidates 4 --temperature 1
+    python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.1 --min_prob 0.7 \
+        --standing_stats 200
 """
 
 from __future__ import annotations
@@ -29,6 +35,25 @@ from lightning.pytorch import Trainer, seed_everything
 from cgan_lightning import ConditionalGAN, MNISTDataModule, SamplerModule
 from cgan_lightning.callbacks import ClassificationAccuracyScore, PerClassFID, SampleQuality
 from cgan_lightning.utilities.eval_mode import eval_mode
+
+
+@torch.no_grad()
+def recompute_norm_statistics(model: ConditionalGAN, batches: int, batch_size: int = 64) -> None:
+    """Replace the sampled generator's BatchNorm running statistics by their average over its own samples."""
+    network = model.generator_ema.module if model.generator_ema is not None else model.generator
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over all the batches below
+    rng = torch.Generator().manual_seed(0)
+    was_training = network.training
+    network.train()  # batch statistics, accumulated into the running ones
+    try:
+        for _ in range(batches):
+            z = torch.randn(batch_size, model.latent_dim, generator=rng)
+            network(z, torch.randint(0, model.num_classes, (batch_size,), generator=rng))
+    finally:
+        network.train(was_training)
 
 
 def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float, score: str,
@@ -72,6 +97,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
     parser.add_argument("--score", choices=["adv", "critic"], default="adv",
                         help="D's adversarial logit, or its frozen-feature critic's alone")
+    parser.add_argument("--standing_stats", type=int, default=0,
+                        help="recompute G's BatchNorm statistics from this many batches of its samples (probe)")
     args = parser.parse_args()
     if args.candidates < 1 or args.temperature <= 0:
         parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
@@ -81,6 +108,8 @@ def main() -> None:
                                                 sample_min_class_prob=args.min_prob)
     if args.score == "critic" and getattr(model.discriminator, "feature_critic", None) is None:
         parser.error("--score critic needs a discriminator with a frozen-feature critic (feature_critic: mnist)")
+    if args.standing_stats > 0:
+        recompute_norm_statistics(model, args.standing_stats)
     first_scores: list[torch.Tensor] = []
     if args.candidates > 1:
         model.sample = resample_by_score(model, args.candidates, args.temperature, args.score,  # type: ignore[method-assign]

@@ -1,0 +1,165 @@
+"""Training probes of docs/evidence.md that are not model options: callbacks added on the command line (not a test).
+
+Each changes what one training run does, to measure an idea on the quality target before (or instead of) making it
+an option. They reach into the model's private methods, so they are tied to this version of ``ConditionalGAN`` and
+are not part of the library. Add one to a run with ``PYTHONPATH=benchmarks``:
+
+    PYTHONPATH=benchmarks python benchmarks/quality_runs.py --variants --seeds 42 --jobs 2 --no_seed_loop \
+        --variant "imle2=--config examples/mnist.yaml \
+'--trainer.callbacks+={class_path: probe_callbacks.IMLECoverage, init_args: {weight: 2.0}}'"
+
+- :class:`RealAffine`: small random affine deformations of the real training digits (not of the generated ones);
+- :class:`IMLECoverage`: an IMLE term on G (Li & Malik 2018) in the frozen critic's features;
+- :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
+
+
+def _critic(pl_module: LightningModule) -> FrozenFeatureCritic:
+    critic = getattr(pl_module.discriminator, "feature_critic", None)
+    if critic is None:
+        raise ValueError("this probe needs a discriminator with a frozen-feature critic (feature_critic: mnist)")
+    return critic
+
+
+class RealAffine(Callback):
+    """Deforms a share ``p`` of each real batch in place, before the training step, by a random affine map.
+
+    Rotation within ``±degrees``, scale within ``1 ± scale``, shear within ``±shear``, shift within ``±translate``
+    pixels, each uniform; bilinear resampling, the border's value outside. G then learns the widened distribution:
+    the question is whether its variety gains more than its fidelity loses.
+    """
+
+    def __init__(self, p: float = 0.5, degrees: float = 8.0, scale: float = 0.08, shear: float = 0.1,
+                 translate: float = 1.0) -> None:
+        self.p, self.degrees, self.scale, self.shear, self.translate = p, degrees, scale, shear, translate
+        self.generator: torch.Generator | None = None
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        images: Tensor = batch[0]  # a fresh tensor per batch (the in-memory loader normalizes a copy)
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(1234 + trainer.global_rank)
+        n, g = images.size(0), self.generator
+
+        def uniform() -> Tensor:  # in [-1, 1)
+            return torch.rand(n, generator=g) * 2 - 1
+
+        angle = uniform() * math.radians(self.degrees)
+        s = 1 + uniform() * self.scale
+        sh = uniform() * self.shear
+        step = self.translate * 2 / images.size(-1)  # pixels in affine_grid's [-1, 1] coordinates
+        tx, ty = uniform() * step, uniform() * step
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.zeros(n, 2, 3)  # output -> input coordinates: rotation times shear, over the scale
+        theta[:, 0, 0] = cos / s
+        theta[:, 0, 1] = (-sin + sh * cos) / s
+        theta[:, 1, 0] = sin / s
+        theta[:, 1, 1] = (cos + sh * sin) / s
+        theta[:, 0, 2], theta[:, 1, 2] = tx, ty
+        chosen = torch.rand(n, generator=g) < self.p
+        if not chosen.any():
+            return
+        x = images[chosen]
+        grid = F.affine_grid(theta[chosen].to(x), list(x.shape), align_corners=False)
+        images[chosen] = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class IMLECoverage(Callback):
+    """Adds ``weight`` times an IMLE term to G's loss on the first G step of each batch.
+
+    For each real digit of the batch, ``k`` digits generated with its label (one extra G forward of ``k`` times the
+    batch); the nearest of them in the frozen critic's last conv block is pulled towards it. The distance is the
+    mean squared feature difference over the real features' mean square. Aims at coverage: every real digit gets a
+    generated neighbour.
+    """
+
+    def __init__(self, weight: float = 0.5, k: int = 4) -> None:
+        self.weight, self.k = weight, k
+        self.batch: Any = None
+        self.calls = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self.batch, self.calls = batch, 0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        critic = _critic(pl_module)
+        original = pl_module._g_regularized
+        rng = torch.Generator().manual_seed(4321)
+
+        def features(x: Tensor) -> Tensor:
+            return critic._taps(x)[-1].flatten(1)
+
+        def patched(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
+            out = original(g_loss, fake, z)
+            self.calls += 1
+            if self.batch is None or self.calls > 1:
+                return out
+            real, labels = self.batch
+            n, k = real.size(0), self.k
+            zk = torch.randn(n * k, pl_module.latent_dim, generator=rng).to(real)
+            generated = pl_module.generator(zk, labels.repeat(k))
+            with torch.no_grad():
+                f_real = features(real)
+                scale = f_real.pow(2).mean()
+            f_generated = features(generated).view(k, n, -1)
+            distance = (f_generated - f_real.unsqueeze(0)).pow(2).mean(dim=2) / (scale + 1e-8)  # [k, n]
+            return out + self.weight * distance.min(dim=0).values.mean()
+
+        pl_module._g_regularized = patched
+
+
+_original_taps = FrozenFeatureCritic._taps
+
+
+def _stashing_taps(self: FrozenFeatureCritic, images: Tensor) -> list[Tensor]:
+    taps = _original_taps(self, images)
+    self._last_taps = taps  # type: ignore[attr-defined]
+    return taps
+
+
+class FeatureModeSeeking(Callback):
+    """The mode-seeking term (MSGAN) on the frozen critic's conv features of the two digits of a pair.
+
+    Reuses the critic's features of the G step's own D forward (no extra pass): ``weight / (feature distance /
+    latent distance + 1e-5)``, the feature distance over the mean feature magnitude. With ``pixel`` the model's pixel
+    term (``mode_seeking_weight``) stays and this one is added; without it this one replaces it (the model's
+    ``mode_seeking_weight`` must stay above 0 so that its generated batches come in same-label pairs).
+    """
+
+    def __init__(self, weight: float = 0.3, pixel: bool = False) -> None:
+        self.weight, self.pixel = weight, pixel
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        FrozenFeatureCritic._taps = _stashing_taps  # type: ignore[method-assign]
+        critic = _critic(pl_module)
+        original = pl_module._g_regularized
+
+        def patched(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
+            out = original(g_loss, fake, z) if self.pixel else g_loss
+            taps = getattr(critic, "_last_taps", None)
+            if fake.size(0) < 2 or taps is None or taps[0].size(0) != fake.size(0):
+                raise RuntimeError("no critic features of this generated batch")
+            f = torch.cat([t.flatten(1) for t in taps], dim=1)
+            pairs = f.size(0) // 2
+            second = f.size(0) - pairs
+            scale = f.abs().mean().detach() + 1e-8
+            feature_distance = (f[:pairs] - f[second:]).abs().mean() / scale
+            latent_distance = (z[:pairs] - z[second:]).abs().mean()
+            return out + self.weight * (1.0 / (feature_distance / latent_distance + 1e-5))
+
+        pl_module._g_regularized = patched

@@ -1,0 +1,132 @@
+"""benchmarks/probe_callbacks.py: the training probes of docs/evidence.md do what their docstrings say."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from cgan_lightning import ConditionalGAN
+from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANGenerator
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _probes() -> Any:
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module("probe_callbacks")
+
+
+def _gan(mode_seeking_weight: float = 0.0) -> ConditionalGAN:
+    torch.manual_seed(0)
+    return ConditionalGAN(latent_dim=8, mode_seeking_weight=mode_seeking_weight,
+                          generator=partial(DCGANGenerator, base_channels=4),
+                          discriminator=partial(ACGANDiscriminator, base_channels=4, feature_critic="mnist"))
+
+
+def _real_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return images, torch.tensor([0, 1, 2, 3, 4, 5])
+
+
+TRAINER = SimpleNamespace(global_rank=0)
+
+
+def test_real_affine_without_range_is_the_identity_and_with_it_moves_the_chosen_digits() -> None:
+    images, labels = _real_batch()
+    still = images.clone()
+    _probes().RealAffine(p=1.0, degrees=0, scale=0, shear=0, translate=0).on_train_batch_start(
+        TRAINER, None, (still, labels), 0)
+    torch.testing.assert_close(still, images, atol=1e-5, rtol=0)  # bilinear sampling at the pixel centres
+
+    moved = images.clone()
+    _probes().RealAffine(p=0.5, degrees=10, scale=0.1, shear=0.15, translate=1).on_train_batch_start(
+        TRAINER, None, (moved, labels), 0)
+    changed = (moved - images).flatten(1).abs().amax(dim=1) > 1e-3
+    assert 0 < int(changed.sum()) < len(images)  # some digits deformed, the others left bit for bit
+    assert torch.equal(moved[~changed], images[~changed])
+    assert moved.min() >= -1 and moved.max() <= 1
+
+
+def test_imle_term_vanishes_when_each_real_digit_is_one_of_its_candidates() -> None:
+    gan = _gan()
+    probe = _probes().IMLECoverage(weight=2.0, k=3)
+    probe.setup(TRAINER, gan, "fit")
+    fake, z = torch.zeros(4, 1, 28, 28), torch.zeros(4, 8)
+    images, labels = _real_batch()
+
+    probe.on_train_batch_start(TRAINER, gan, (images, labels), 0)
+    term = gan._g_regularized(torch.tensor(0.0), fake, z)  # mode seeking off: the G loss itself is 0
+    assert float(term.detach()) > 0
+    assert term.requires_grad  # the nearest candidates carry G's gradient
+    assert float(gan._g_regularized(torch.tensor(0.0), fake, z)) == 0.0  # only the first G step of a batch
+
+    # The same candidates the probe draws (its generator restarts at its seed), the first k-slot as the real batch.
+    probe = _probes().IMLECoverage(weight=2.0, k=3)
+    probe.setup(TRAINER, gan, "fit")
+    zk = torch.randn(len(labels) * 3, 8, generator=torch.Generator().manual_seed(4321))
+    with torch.no_grad():
+        candidates = gan.generator(zk, labels.repeat(3))
+    probe.on_train_batch_start(TRAINER, gan, (candidates[: len(labels)], labels), 0)
+    assert float(gan._g_regularized(torch.tensor(0.0), fake, z).detach()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_feature_mode_seeking_is_msgan_on_the_critic_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)  # the probe patches the class
+    gan = _gan(mode_seeking_weight=0.3)
+    _probes().FeatureModeSeeking(weight=0.5, pixel=False).setup(TRAINER, gan, "fit")
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([1, 2, 3, 1, 2, 3])  # pairs i and i + 3 share a label
+    fake = gan.generator(z, labels)
+    gan.discriminator(fake, labels)  # the G step's D forward, whose critic features the term reuses
+
+    term = gan._g_regularized(torch.tensor(0.0), fake, z)
+
+    critic = gan.discriminator.feature_critic
+    assert critic is not None
+    with torch.no_grad():
+        f = torch.cat([t.flatten(1) for t in critic._taps(fake)], dim=1)
+    ratio = ((f[:3] - f[3:]).abs().mean() / f.abs().mean()) / (z[:3] - z[3:]).abs().mean()
+    assert float(term.detach()) == pytest.approx(0.5 / (float(ratio) + 1e-5), rel=1e-5)
+
+
+def test_probes_that_read_the_critic_refuse_a_discriminator_without_one() -> None:
+    gan = ConditionalGAN(latent_dim=8, generator=partial(DCGANGenerator, base_channels=4),
+                         discriminator=partial(ACGANDiscriminator, base_channels=4))
+    for probe in (_probes().IMLECoverage(), _probes().FeatureModeSeeking()):
+        with pytest.raises(ValueError, match="frozen-feature critic"):
+            probe.setup(TRAINER, gan, "fit")
+
+
+def test_standing_statistics_average_the_sampled_generators_own_batches() -> None:
+    # benchmarks/rejection_sampling.py --standing_stats N: the EMA generator's BatchNorm statistics become the mean of
+    # its batch statistics over N batches of its own samples, in place of the live G's copied ones.
+    _probes()  # puts benchmarks/ on sys.path
+    recompute = importlib.import_module("rejection_sampling").recompute_norm_statistics
+    gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, generator=partial(DCGANGenerator, base_channels=4),
+                         discriminator=partial(ACGANDiscriminator, base_channels=4))
+    assert gan.generator_ema is not None
+    sampled = gan.generator_ema.module
+    norms = [m for m in sampled.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms
+    batch_means: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(norms))}
+    for i, norm in enumerate(norms):
+        norm.running_mean.fill_(100.0)  # stale statistics, of a generator trained for 50 batches
+        norm.num_batches_tracked.fill_(50)
+        norm.register_forward_pre_hook(lambda _, args, i=i: batch_means[i].append(args[0].mean(dim=(0, 2, 3))))
+    sampled.eval()
+
+    recompute(gan, batches=3, batch_size=8)
+
+    assert not sampled.training  # its mode is restored
+    for i, norm in enumerate(norms):
+        assert len(batch_means[i]) == 3
+        torch.testing.assert_close(norm.running_mean, torch.stack(batch_means[i]).mean(0))
