@@ -43,6 +43,9 @@ class RealAffine(Callback):
 
     def __init__(self, p: float = 0.5, degrees: float = 8.0, scale: float = 0.08, shear: float = 0.1,
                  translate: float = 1.0) -> None:
+        if not 0.0 <= p <= 1.0 or min(degrees, scale, shear, translate) < 0:
+            raise ValueError("RealAffine needs 0 <= p <= 1 and non-negative ranges, got "
+                             f"p={p}, degrees={degrees}, scale={scale}, shear={shear}, translate={translate}")
         self.p, self.degrees, self.scale, self.shear, self.translate = p, degrees, scale, shear, translate
         self.generator: torch.Generator | None = None
 
@@ -85,6 +88,8 @@ class IMLECoverage(Callback):
     """
 
     def __init__(self, weight: float = 0.5, k: int = 4) -> None:
+        if weight < 0 or k < 1:
+            raise ValueError(f"IMLECoverage needs weight >= 0 and k >= 1 candidates, got weight={weight}, k={k}")
         self.weight, self.k = weight, k
         self.batch: Any = None
         self.calls = 0
@@ -140,13 +145,19 @@ class FeatureModeSeeking(Callback):
     """
 
     def __init__(self, weight: float = 0.3, pixel: bool = False) -> None:
+        if weight < 0:
+            raise ValueError(f"FeatureModeSeeking needs weight >= 0, got {weight}")
         self.weight, self.pixel = weight, pixel
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        FrozenFeatureCritic._taps = _stashing_taps  # type: ignore[method-assign]
         critic = _critic(pl_module)
+        if not pl_module.mode_seeking_weight > 0:
+            raise ValueError("FeatureModeSeeking pairs the generated batch's halves, which the model draws with equal "
+                             "labels only while mode_seeking_weight > 0: set --model.mode_seeking_weight (the "
+                             "pixel term stays only with pixel: true)")
+        FrozenFeatureCritic._taps = _stashing_taps  # type: ignore[method-assign]  # for the rest of the process
         original = pl_module._g_regularized
 
         def patched(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:

@@ -41,7 +41,10 @@ from cgan_lightning.utilities.eval_mode import eval_mode
 def recompute_norm_statistics(model: ConditionalGAN, batches: int, batch_size: int = 64) -> None:
     """Replace the sampled generator's BatchNorm running statistics by their average over its own samples."""
     network = model.generator_ema.module if model.generator_ema is not None else model.generator
-    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in network.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        raise ValueError("--standing_stats recomputes BatchNorm running statistics, and this generator keeps none")
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over all the batches below
@@ -102,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.candidates < 1 or args.temperature <= 0:
         parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
+    if args.standing_stats < 0:
+        parser.error(f"--standing_stats must be >= 0 (0: off), got {args.standing_stats}")
 
     seed_everything(0)
     model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", sample_latent_scale=args.latent_scale,
@@ -109,7 +114,10 @@ def main() -> None:
     if args.score == "critic" and getattr(model.discriminator, "feature_critic", None) is None:
         parser.error("--score critic needs a discriminator with a frozen-feature critic (feature_critic: mnist)")
     if args.standing_stats > 0:
-        recompute_norm_statistics(model, args.standing_stats)
+        try:
+            recompute_norm_statistics(model, args.standing_stats)
+        except ValueError as error:
+            parser.error(str(error))
     first_scores: list[torch.Tensor] = []
     if args.candidates > 1:
         model.sample = resample_by_score(model, args.candidates, args.temperature, args.score,  # type: ignore[method-assign]

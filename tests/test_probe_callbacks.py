@@ -99,11 +99,30 @@ def test_feature_mode_seeking_is_msgan_on_the_critic_features(monkeypatch: pytes
 
 
 def test_probes_that_read_the_critic_refuse_a_discriminator_without_one() -> None:
-    gan = ConditionalGAN(latent_dim=8, generator=partial(DCGANGenerator, base_channels=4),
+    gan = ConditionalGAN(latent_dim=8, mode_seeking_weight=0.3, generator=partial(DCGANGenerator, base_channels=4),
                          discriminator=partial(ACGANDiscriminator, base_channels=4))
     for probe in (_probes().IMLECoverage(), _probes().FeatureModeSeeking()):
         with pytest.raises(ValueError, match="frozen-feature critic"):
             probe.setup(TRAINER, gan, "fit")
+
+
+def test_feature_mode_seeking_refuses_unpaired_generated_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    with pytest.raises(ValueError, match="mode_seeking_weight > 0"):
+        _probes().FeatureModeSeeking().setup(TRAINER, _gan(mode_seeking_weight=0.0), "fit")
+    assert FrozenFeatureCritic._taps is not _probes()._stashing_taps  # refused before patching anything
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("RealAffine", {"p": 1.5}, "0 <= p <= 1"),
+    ("RealAffine", {"degrees": -1.0}, "non-negative ranges"),
+    ("IMLECoverage", {"k": 0}, "k >= 1"),
+    ("IMLECoverage", {"weight": -1.0}, "weight >= 0"),
+    ("FeatureModeSeeking", {"weight": -0.3}, "weight >= 0"),
+])
+def test_probes_refuse_bad_settings(name: str, kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        getattr(_probes(), name)(**kwargs)
 
 
 def test_standing_statistics_average_the_sampled_generators_own_batches() -> None:
@@ -130,3 +149,15 @@ def test_standing_statistics_average_the_sampled_generators_own_batches() -> Non
     for i, norm in enumerate(norms):
         assert len(batch_means[i]) == 3
         torch.testing.assert_close(norm.running_mean, torch.stack(batch_means[i]).mean(0))
+
+
+def test_standing_statistics_refuse_a_generator_without_running_statistics() -> None:
+    _probes()  # puts benchmarks/ on sys.path
+    recompute = importlib.import_module("rejection_sampling").recompute_norm_statistics
+    gan = ConditionalGAN(latent_dim=8, generator=partial(DCGANGenerator, base_channels=4),
+                         discriminator=partial(ACGANDiscriminator, base_channels=4))
+    for m in gan.generator.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+    with pytest.raises(ValueError, match="keeps none"):
+        recompute(gan, batches=1)
