@@ -10,7 +10,8 @@ are not part of the library. Add one to a run with ``PYTHONPATH=benchmarks``:
 
 - :class:`RealAffine`: small random affine deformations of the real training digits (not of the generated ones);
 - :class:`IMLECoverage`: an IMLE term on G (Li & Malik 2018) in the frozen critic's features;
-- :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels.
+- :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels;
+- :class:`MomentMatching`: per-class feature means and spreads of G's digits matched to the training digits'.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
 
 
@@ -174,3 +176,64 @@ class FeatureModeSeeking(Callback):
             return out + self.weight * (1.0 / (feature_distance / latent_distance + 1e-5))
 
         pl_module._g_regularized = patched
+
+
+class MomentMatching(Callback):
+    """Adds to G's loss the distance between G's and the training digits' per-class moments in the critic's features.
+
+    The features are the frozen critic's last conv block (576 values on MNIST), reused from the G step's own D
+    forward. The training split's per-class mean and per-feature standard deviation are computed once at fit start;
+    G's are running averages (``momentum`` per G step) in which the current batch's digits of each class carry the
+    gradient. The term is the mean over the batch's classes of the squared mean difference (plus, with ``std``, the
+    squared difference of the standard deviations), over the training digits' mean feature variance, times
+    ``weight``. Needs an in-memory data module (its ``split("train")``).
+    """
+
+    def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True) -> None:
+        if weight < 0 or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
+        self.weight, self.momentum, self.std = weight, momentum, std
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        critic = _critic(pl_module)
+        FrozenFeatureCritic._taps = _stashing_taps  # type: ignore[method-assign]  # for the rest of the process
+        images, labels = trainer.datamodule.split("train")  # type: ignore[attr-defined]
+        with torch.no_grad():
+            f = torch.cat([critic._taps(normalize(images[i:i + 500]))[-1].flatten(1)
+                           for i in range(0, len(images), 500)])
+        classes = pl_module.num_classes
+        self.real_mean = torch.stack([f[labels == c].mean(0) for c in range(classes)])
+        self.real_std = torch.stack([f[labels == c].std(0) for c in range(classes)])
+        self.scale = self.real_std.pow(2).mean()
+        self.g_mean = self.real_mean.clone()
+        self.g_m2 = self.real_mean.pow(2) + self.real_std.pow(2)
+        original_batch, original_regularized = pl_module._fake_batch, pl_module._g_regularized
+        last_labels: dict[str, Tensor] = {}
+
+        def fake_batch(n: int) -> tuple[Tensor, Tensor, Tensor]:
+            out = original_batch(n)
+            last_labels["labels"] = out[1]
+            return out
+
+        def regularized(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
+            out = original_regularized(g_loss, fake, z)
+            taps = getattr(critic, "_last_taps", None)
+            if taps is None or taps[-1].size(0) != fake.size(0):
+                raise RuntimeError("no critic features of this generated batch")
+            features, labels, keep = taps[-1].flatten(1), last_labels["labels"], self.momentum
+            terms = []
+            for c in labels.unique().tolist():
+                of_class = features[labels == c]
+                mean = keep * self.g_mean[c] + (1 - keep) * of_class.mean(0)
+                m2 = keep * self.g_m2[c] + (1 - keep) * of_class.pow(2).mean(0)
+                term = (mean - self.real_mean[c]).pow(2).mean()
+                if self.std:
+                    std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
+                    term = term + (std - self.real_std[c]).pow(2).mean()
+                terms.append(term)
+                self.g_mean[c] = mean.detach()
+                self.g_m2[c] = m2.detach()
+            return out + self.weight * torch.stack(terms).mean() / self.scale
+
+        pl_module._fake_batch = fake_batch
+        pl_module._g_regularized = regularized

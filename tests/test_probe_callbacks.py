@@ -119,6 +119,7 @@ def test_feature_mode_seeking_refuses_unpaired_generated_batches(monkeypatch: py
     ("IMLECoverage", {"k": 0}, "k >= 1"),
     ("IMLECoverage", {"weight": -1.0}, "weight >= 0"),
     ("FeatureModeSeeking", {"weight": -0.3}, "weight >= 0"),
+    ("MomentMatching", {"momentum": 1.0}, "0 <= momentum < 1"),
 ])
 def test_probes_refuse_bad_settings(name: str, kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -161,3 +162,33 @@ def test_standing_statistics_refuse_a_generator_without_running_statistics() -> 
             m.track_running_stats = False
     with pytest.raises(ValueError, match="keeps none"):
         recompute(gan, batches=1)
+
+
+def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)  # the probe patches the class
+    gan = _gan()
+    train_images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    train_labels = torch.arange(40) % 10
+    data = SimpleNamespace(split=lambda name: (train_images, train_labels))
+    trainer = SimpleNamespace(global_rank=0, datamodule=data)
+    probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False)
+    probe.on_fit_start(trainer, gan)
+
+    gan.training_rng.start(torch.device("cpu"))
+    fake, labels, z = gan._fake_batch(8)  # the wrapped draw remembers its labels
+    gan.discriminator(fake, labels)  # the G step's D forward, whose critic features the term reuses
+    term = gan._g_regularized(torch.tensor(0.0), fake, z)
+
+    critic = gan.discriminator.feature_critic
+    assert critic is not None
+    with torch.no_grad():
+        real = critic._taps(train_images.float() / 127.5 - 1)[-1].flatten(1)
+        generated = critic._taps(fake)[-1].flatten(1)
+    real_mean = torch.stack([real[train_labels == c].mean(0) for c in range(10)])
+    scale = torch.stack([real[train_labels == c].std(0) for c in range(10)]).pow(2).mean()
+    present = labels.unique().tolist()
+    expected = torch.stack([(generated[labels == c].mean(0) - real_mean[c]).pow(2).mean() for c in present]).mean()
+    assert float(term.detach()) == pytest.approx(2.0 * float(expected / scale), rel=1e-4)
+    assert term.requires_grad
+    for c in present:  # G's running means now hold this batch's
+        torch.testing.assert_close(probe.g_mean[c], generated[labels == c].mean(0))
