@@ -186,13 +186,15 @@ class MomentMatching(Callback):
     G's are running averages (``momentum`` per G step) in which the current batch's digits of each class carry the
     gradient. The term is the mean over the batch's classes of the squared mean difference (plus, with ``std``, the
     squared difference of the standard deviations), over the training digits' mean feature variance, times
-    ``weight``. Needs an in-memory data module (its ``split("train")``).
+    ``weight``. Needs an in-memory data module (its ``split("train")``). ``vectorized`` computes the same term with
+    one-hot products instead of a Python loop over the batch's classes (no read back to the host); equal to float
+    rounding, so a run follows another trajectory.
     """
 
-    def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True) -> None:
+    def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False) -> None:
         if weight < 0 or not 0.0 <= momentum < 1.0:
             raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
-        self.weight, self.momentum, self.std = weight, momentum, std
+        self.weight, self.momentum, self.std, self.vectorized = weight, momentum, std, vectorized
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
@@ -221,6 +223,8 @@ class MomentMatching(Callback):
             if taps is None or taps[-1].size(0) != fake.size(0):
                 raise RuntimeError("no critic features of this generated batch")
             features, labels, keep = taps[-1].flatten(1), last_labels["labels"], self.momentum
+            if self.vectorized:
+                return out + self.weight * vectorized_term(features, labels) / self.scale
             terms = []
             for c in labels.unique().tolist():
                 of_class = features[labels == c]
@@ -234,6 +238,23 @@ class MomentMatching(Callback):
                 self.g_mean[c] = mean.detach()
                 self.g_m2[c] = m2.detach()
             return out + self.weight * torch.stack(terms).mean() / self.scale
+
+        def vectorized_term(features: Tensor, labels: Tensor) -> Tensor:
+            keep = self.momentum
+            one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
+            counts = one_hot.sum(0)
+            present = counts > 0
+            per_class = one_hot.t() / counts.clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
+            mean = torch.where(present.unsqueeze(1), keep * self.g_mean + (1 - keep) * (per_class @ features),
+                               self.g_mean)
+            m2 = torch.where(present.unsqueeze(1), keep * self.g_m2 + (1 - keep) * (per_class @ features.pow(2)),
+                             self.g_m2)
+            term = (mean - self.real_mean).pow(2).mean(1)
+            if self.std:
+                std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
+                term = term + (std - self.real_std).pow(2).mean(1)
+            self.g_mean, self.g_m2 = mean.detach(), m2.detach()
+            return (term * present).sum() / present.sum()
 
         pl_module._fake_batch = fake_batch
         pl_module._g_regularized = regularized

@@ -192,3 +192,25 @@ def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkey
     assert term.requires_grad
     for c in present:  # G's running means now hold this batch's
         torch.testing.assert_close(probe.g_mean[c], generated[labels == c].mean(0))
+
+
+@pytest.mark.parametrize("std", [False, True])
+def test_moment_matching_vectorized_equals_the_per_class_loop(monkeypatch: pytest.MonkeyPatch, std: bool) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    train_images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(split=lambda name: (train_images, torch.arange(40) % 10)))
+    terms, means = [], []
+    for vectorized in (False, True):
+        gan = _gan()
+        probe = _probes().MomentMatching(weight=3.0, momentum=0.9, std=std, vectorized=vectorized)
+        probe.on_fit_start(trainer, gan)
+        gan.training_rng.start(torch.device("cpu"))
+        steps = []
+        for _ in range(2):  # the second step reads the running moments the first one left
+            fake, labels, z = gan._fake_batch(8)
+            gan.discriminator(fake, labels)
+            steps.append(gan._g_regularized(torch.tensor(0.0), fake, z).detach())
+        terms.append(torch.stack(steps))
+        means.append(probe.g_mean)
+    torch.testing.assert_close(terms[1], terms[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(means[1], means[0], rtol=1e-5, atol=1e-6)
