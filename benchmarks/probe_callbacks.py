@@ -199,7 +199,11 @@ class MomentMatching(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
         FrozenFeatureCritic._taps = _stashing_taps  # type: ignore[method-assign]  # for the rest of the process
-        images, labels = trainer.datamodule.split("train")  # type: ignore[attr-defined]
+        split = getattr(trainer.datamodule, "split", None)  # type: ignore[attr-defined]
+        if split is None:
+            raise ValueError("MomentMatching reads the training split's moments through the data module's "
+                             "split('train'): use an in-memory data module (MNISTDataModule, ImageFolderDataModule)")
+        images, labels = split("train")
         with torch.no_grad():
             f = torch.cat([critic._taps(normalize(images[i:i + 500]))[-1].flatten(1)
                            for i in range(0, len(images), 500)])

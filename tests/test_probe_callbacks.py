@@ -214,3 +214,9 @@ def test_moment_matching_vectorized_equals_the_per_class_loop(monkeypatch: pytes
         means.append(probe.g_mean)
     torch.testing.assert_close(terms[1], terms[0], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(means[1], means[0], rtol=1e-5, atol=1e-6)
+
+
+def test_moment_matching_refuses_a_data_module_without_splits() -> None:
+    trainer = SimpleNamespace(datamodule=object())
+    with pytest.raises(ValueError, match="in-memory data module"):
+        _probes().MomentMatching().on_fit_start(trainer, _gan())
