@@ -221,6 +221,23 @@ class MomentMatching(Callback):
             last_labels["labels"] = out[1]
             return out
 
+        def vectorized_term(features: Tensor, labels: Tensor) -> Tensor:
+            keep = self.momentum
+            one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
+            counts = one_hot.sum(0)
+            present = counts > 0
+            per_class = one_hot.t() / counts.clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
+            mean = torch.where(present.unsqueeze(1), keep * self.g_mean + (1 - keep) * (per_class @ features),
+                               self.g_mean)
+            m2 = torch.where(present.unsqueeze(1), keep * self.g_m2 + (1 - keep) * (per_class @ features.pow(2)),
+                             self.g_m2)
+            term = (mean - self.real_mean).pow(2).mean(1)
+            if self.std:
+                std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
+                term = term + (std - self.real_std).pow(2).mean(1)
+            self.g_mean, self.g_m2 = mean.detach(), m2.detach()
+            return (term * present).sum() / present.sum()
+
         def regularized(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:
             out = original_regularized(g_loss, fake, z)
             taps = getattr(critic, "_last_taps", None)
@@ -242,23 +259,6 @@ class MomentMatching(Callback):
                 self.g_mean[c] = mean.detach()
                 self.g_m2[c] = m2.detach()
             return out + self.weight * torch.stack(terms).mean() / self.scale
-
-        def vectorized_term(features: Tensor, labels: Tensor) -> Tensor:
-            keep = self.momentum
-            one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
-            counts = one_hot.sum(0)
-            present = counts > 0
-            per_class = one_hot.t() / counts.clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
-            mean = torch.where(present.unsqueeze(1), keep * self.g_mean + (1 - keep) * (per_class @ features),
-                               self.g_mean)
-            m2 = torch.where(present.unsqueeze(1), keep * self.g_m2 + (1 - keep) * (per_class @ features.pow(2)),
-                             self.g_m2)
-            term = (mean - self.real_mean).pow(2).mean(1)
-            if self.std:
-                std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
-                term = term + (std - self.real_std).pow(2).mean(1)
-            self.g_mean, self.g_m2 = mean.detach(), m2.detach()
-            return (term * present).sum() / present.sum()
 
         pl_module._fake_batch = fake_batch
         pl_module._g_regularized = regularized

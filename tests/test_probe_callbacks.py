@@ -164,13 +164,18 @@ def test_standing_statistics_refuse_a_generator_without_running_statistics() -> 
         recompute(gan, batches=1)
 
 
+def _trainer_with_train_split() -> Any:
+    """A stand-in trainer whose data module serves a 40-digit uint8 train split, 4 per class."""
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(40) % 10
+    return SimpleNamespace(global_rank=0, datamodule=SimpleNamespace(split=lambda name: (images, labels)))
+
+
 def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)  # the probe patches the class
     gan = _gan()
-    train_images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
-    train_labels = torch.arange(40) % 10
-    data = SimpleNamespace(split=lambda name: (train_images, train_labels))
-    trainer = SimpleNamespace(global_rank=0, datamodule=data)
+    trainer = _trainer_with_train_split()
+    train_images, train_labels = trainer.datamodule.split("train")
     probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False)
     probe.on_fit_start(trainer, gan)
 
@@ -197,8 +202,7 @@ def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkey
 @pytest.mark.parametrize("std", [False, True])
 def test_moment_matching_vectorized_equals_the_per_class_loop(monkeypatch: pytest.MonkeyPatch, std: bool) -> None:
     monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
-    train_images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(split=lambda name: (train_images, torch.arange(40) % 10)))
+    trainer = _trainer_with_train_split()
     terms, means = [], []
     for vectorized in (False, True):
         gan = _gan()
