@@ -188,13 +188,21 @@ class MomentMatching(Callback):
     squared difference of the standard deviations), over the training digits' mean feature variance, times
     ``weight``. Needs an in-memory data module (its ``split("train")``). ``vectorized`` computes the same term with
     one-hot products instead of a Python loop over the batch's classes (no read back to the host); equal to float
-    rounding, so a run follows another trajectory.
+    rounding, so a run follows another trajectory. ``covariance_rank`` r > 0 (vectorized only) adds, per class, the
+    squared Frobenius distance between G's running covariance and the training digits' in the class's top r
+    principal directions, over the latter's squared Frobenius norm: the shape of the variation, which the per-feature
+    spreads do not see.
     """
 
-    def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False) -> None:
+    def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False,
+                 covariance_rank: int = 0) -> None:
         if weight < 0 or not 0.0 <= momentum < 1.0:
             raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
+        if covariance_rank < 0 or (covariance_rank > 0 and not vectorized):
+            raise ValueError(f"MomentMatching's covariance_rank must be >= 0 and needs vectorized: true, got "
+                             f"covariance_rank={covariance_rank}, vectorized={vectorized}")
         self.weight, self.momentum, self.std, self.vectorized = weight, momentum, std, vectorized
+        self.rank = covariance_rank
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
@@ -213,6 +221,17 @@ class MomentMatching(Callback):
         self.scale = self.real_std.pow(2).mean()
         self.g_mean = self.real_mean.clone()
         self.g_m2 = self.real_mean.pow(2) + self.real_std.pow(2)
+        if self.rank:
+            bases, variances = [], []
+            for c in range(classes):
+                values, vectors = torch.linalg.eigh(torch.cov(f[labels == c].t()))  # ascending
+                bases.append(vectors[:, -self.rank:])
+                variances.append(values[-self.rank:])
+            self.basis = torch.stack(bases)  # [K, D, r]
+            self.real_cov = torch.diag_embed(torch.stack(variances))  # [K, r, r]: diagonal in its own basis
+            mean_pc = torch.einsum("kd,kdr->kr", self.real_mean, self.basis)
+            self.g_mean_pc = mean_pc
+            self.g_m2_pc = self.real_cov + mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
         original_batch, original_regularized = pl_module._fake_batch, pl_module._g_regularized
         last_labels: dict[str, Tensor] = {}
 
@@ -236,6 +255,16 @@ class MomentMatching(Callback):
                 std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
                 term = term + (std - self.real_std).pow(2).mean(1)
             self.g_mean, self.g_m2 = mean.detach(), m2.detach()
+            if self.rank:
+                projected = torch.einsum("bd,kdr->kbr", features, self.basis)
+                where = present.view(-1, 1, 1)
+                mean_pc = torch.where(present.unsqueeze(1), keep * self.g_mean_pc + (1 - keep) * torch.einsum(
+                    "kb,kbr->kr", per_class, projected), self.g_mean_pc)
+                m2_pc = torch.where(where, keep * self.g_m2_pc + (1 - keep) * torch.einsum(
+                    "kb,kbi,kbj->kij", per_class, projected, projected), self.g_m2_pc)
+                covariance = m2_pc - mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
+                term = term + (covariance - self.real_cov).pow(2).sum((1, 2)) / self.real_cov.pow(2).sum((1, 2))
+                self.g_mean_pc, self.g_m2_pc = mean_pc.detach(), m2_pc.detach()
             return (term * present).sum() / present.sum()
 
         def regularized(g_loss: Tensor, fake: Tensor, z: Tensor) -> Tensor:

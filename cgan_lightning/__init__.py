@@ -36,6 +36,7 @@ from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
 from cgan_lightning.nn import (
     ACGANDiscriminator,
     AtypicalRealWeighting,
+    ClassMomentMatching,
     ConditionalBatchNorm2d,
     ConditionalDiscriminator,
     ConditionalGenerator,
@@ -61,6 +62,7 @@ __all__ = [
     "AtypicalRealWeighting",
     "BestFIDCheckpoint",
     "CheckpointError",
+    "ClassMomentMatching",
     "ClassificationAccuracyScore",
     "ConditionalBatchNorm2d",
     "ConditionalDiscriminator",

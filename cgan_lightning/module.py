@@ -33,6 +33,7 @@ from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
 from cgan_lightning.nn.augment import build_d_augment
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
 from cgan_lightning.nn.build import build_network
+from cgan_lightning.nn.class_moments import build_class_moments, feature_critic_of
 from cgan_lightning.nn.ema import GeneratorEMA
 from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 from cgan_lightning.sampling import ClassHead, check_sampling_options, redraw_doubted, redraw_permutations
@@ -104,12 +105,13 @@ def check_joint_d_forward(discriminator: nn.Module) -> None:
                          "(its loss is over real pairs only): set joint_d_forward=False")
 
 
-def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking_weight: float) -> None:
+def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking_weight: float,
+                            class_moment_weight: float = 0.0) -> None:
     """Raise ``ValueError`` unless one backward through D can serve both updates (``shared_d_backward=True``).
 
     It needs the reference order (both losses read D's logits of the same generated batch), a D that scores each
     pair on its own (``joint_d_forward=True`` checks that), and a G loss that reads the generated images only
-    through those logits (the mode-seeking term reads them directly).
+    through those logits (the mode-seeking term reads them directly, the class moment matching D's features).
     """
     if step_order != "g_first" or not joint_d_forward:
         raise ValueError(f"shared_d_backward=True needs step_order='g_first' and joint_d_forward=True, got "
@@ -117,6 +119,9 @@ def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking
     if mode_seeking_weight > 0:
         raise ValueError("shared_d_backward=True does not support the mode-seeking term (it reads the generated "
                          "images directly, not through D): set mode_seeking_weight=0 or shared_d_backward=False")
+    if class_moment_weight > 0:
+        raise ValueError("shared_d_backward=True does not support the class moment matching (it reads D's features, "
+                         "not its logits): set class_moment_weight=0 or shared_d_backward=False")
 
 
 #: Training metrics shown in the progress bar.
@@ -168,14 +173,14 @@ class ConditionalGAN(LightningModule):
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
         optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).
-        d_steps_per_g_step: discriminator updates per batch, before G's.
+        d_steps_per_g_step: D updates per batch. They come before G's (``d_first``) or after it (``g_first``).
         g_steps_per_batch: generator updates per batch, after D's (``d_first`` only). G's update reads no real
             image, so more of them give G more learning from the same data; the first uses the batch the D step
             scored, each further one a fresh generated batch of the same size against the same D.
         check_finite: stop with :class:`NonFiniteLossError` when a loss is NaN/inf (one host read per step).
         r1_gamma: weight of the R1 penalty on real data in D's loss (0: off). It works with any ``loss``.
-        ema_decay: decay of an EMA of G's weights that :meth:`sample` uses (e.g. ``0.999``; ``None``: no EMA).
-            It is updated after every G step.
+        ema_decay: decay of the EMA of G's weights that :meth:`sample` uses (``None``: none). E.g. ``0.999``;
+            it is updated after every G step.
         joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths up to
             rounding). Fewer, larger matrix products; equal to rounding, not bit for bit. Needs a D without batch
             norm (its statistics would mix real and fake) and without an auxiliary head.
@@ -197,7 +202,7 @@ class ConditionalGAN(LightningModule):
         ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
         lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off). See
             :func:`cgan_lightning.losses.lecam_penalty`.
-        lecam_decay: decay of LeCam's moving averages of D's outputs.
+        lecam_decay: LeCam's EMA decay. The averages are of D's outputs.
         mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off). See
             :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
             drawn for the labels of the first half (the pairs it compares).
@@ -206,6 +211,8 @@ class ConditionalGAN(LightningModule):
             standardized distance from its class's centroid; see :mod:`cgan_lightning.nn.atypical_weighting`.
         atypical_features: the classifier that measures that distance (``"mnist"`` or a path). The ``"mnist"``
             one is the shipped critic classifier; a path names one written by ``cgan-lightning train-classifier``.
+        class_moment_weight: G's per-class feature moments pulled to the real ones (0: off).
+            Needs D's ``feature_critic``; see :mod:`cgan_lightning.nn.class_moments`.
         sample_latent_scale: :meth:`sample` draws with latents this many times wider than N(0, I) (1: as trained).
             Training never uses it; ``z`` passed to :meth:`sample` is scaled too.
         sample_min_class_prob: :meth:`sample` redraws an image to which D's class head gives its label a probability
@@ -252,6 +259,7 @@ class ConditionalGAN(LightningModule):
         mode_seeking_weight: float = 0.0,
         atypical_weighting: float = 0.0,
         atypical_features: str = "mnist",
+        class_moment_weight: float = 0.0,
         sample_latent_scale: float = 1.0,
         sample_min_class_prob: float = 0.0,
         class_names: list[str] | None = None,
@@ -334,6 +342,8 @@ class ConditionalGAN(LightningModule):
         check_number(atypical_weighting, "atypical_weighting", minimum=0.0)  # 0: off
         self.atypical_weighting = (AtypicalRealWeighting(atypical_features, num_classes, image_shape,
                                                          atypical_weighting) if atypical_weighting > 0 else None)
+        check_number(class_moment_weight, "class_moment_weight", minimum=0.0)  # 0: off
+        self.class_moments = build_class_moments(self.discriminator, num_classes, class_moment_weight)
         self.sample_latent_scale, self.sample_min_class_prob = check_sampling_options(
             sample_latent_scale, sample_min_class_prob, self.discriminator)
         self._optimizer_g = optimizer_g_factory or reference_adam
@@ -353,7 +363,7 @@ class ConditionalGAN(LightningModule):
         self.joint_d_forward = joint_d_forward
         self.step_order = step_order
         if shared_d_backward:
-            check_shared_d_backward(step_order, joint_d_forward, self.mode_seeking_weight)
+            check_shared_d_backward(step_order, joint_d_forward, self.mode_seeking_weight, class_moment_weight)
         #: Turns D's gradient into the generated images into G's (shared_d_backward); None: two backwards.
         self._row_scale = RowGradientScale() if shared_d_backward else None
         if compile_mode is not None:
@@ -501,6 +511,9 @@ class ConditionalGAN(LightningModule):
             # Once per run: a resumed run keeps the checkpoint's statistics.
             images, labels = training_images(self.trainer)
             self.atypical_weighting.fit(images, labels)
+        if self.class_moments is not None and not bool(self.class_moments.fitted):
+            images, labels = training_images(self.trainer)
+            self.class_moments.fit(feature_critic_of(self.discriminator).features_of(images.to(self.device)), labels)
 
     @override
     def configure_optimizers(self) -> OptimizerLRScheduler:
@@ -529,6 +542,21 @@ class ConditionalGAN(LightningModule):
         if self.mode_seeking_weight > 0 and fake.size(0) >= 2:
             return g_loss + self.mode_seeking_weight * mode_seeking_loss(fake, z)
         return g_loss
+
+    def _g_moments_added(self, g_loss: Tensor, labels: Tensor) -> Tensor:
+        """G's loss plus the class moment matching (when on) on the critic's features of G's last D forward.
+
+        ``labels`` are the generated images' labels; they are the last rows of that forward (a joint forward puts the
+        real pairs first).
+        """
+        if self.class_moments is None:
+            return g_loss
+        critic = feature_critic_of(self.discriminator)
+        features, critic.last_features = critic.last_features, None  # release the graph it holds
+        if features is None or features.size(0) < labels.size(0):
+            raise RuntimeError("class moment matching: no critic features of this generated batch (the G step's D "
+                               "forward must run under autograd just before)")
+        return g_loss + self.class_moments(features[features.size(0) - labels.size(0):], labels)
 
     def _g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
         """G's adversarial term; a relativistic loss also reads D's logits of the real batch."""
@@ -640,6 +668,7 @@ class ConditionalGAN(LightningModule):
             real_logits, real_aux = self._discriminate(d_real, real_labels)
             fake_logits, g_aux = self._discriminate(d_fake, fake_labels)
         g_loss = self._g_regularized(self._g_adversarial(fake_logits, real_logits), fake, z)
+        g_loss = self._g_moments_added(g_loss, fake_labels)
         if g_aux is not None:
             g_loss = g_loss + g_aux
         d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels,
@@ -693,6 +722,7 @@ class ConditionalGAN(LightningModule):
             with self.toggled_optimizer(opt_g):
                 g_logits, g_aux = self._discriminate(self._d_input(fake), fake_labels)
                 g_loss = self._g_regularized(self._g_adversarial(g_logits, real_logits_for_g), fake, z)
+                g_loss = self._g_moments_added(g_loss, fake_labels)
                 if g_aux is not None:
                     g_loss = g_loss + g_aux
                 self._ensure_finite(g_loss, "generator", batch_idx)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cgan_lightning import ConditionalGAN
+from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANGenerator
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
 
@@ -25,9 +26,10 @@ def _probes() -> Any:
     return importlib.import_module("probe_callbacks")
 
 
-def _gan(mode_seeking_weight: float = 0.0) -> ConditionalGAN:
+def _gan(mode_seeking_weight: float = 0.0, class_moment_weight: float = 0.0) -> ConditionalGAN:
     torch.manual_seed(0)
     return ConditionalGAN(latent_dim=8, mode_seeking_weight=mode_seeking_weight,
+                          class_moment_weight=class_moment_weight,
                           generator=partial(DCGANGenerator, base_channels=4),
                           discriminator=partial(ACGANDiscriminator, base_channels=4, feature_critic="mnist"))
 
@@ -120,6 +122,8 @@ def test_feature_mode_seeking_refuses_unpaired_generated_batches(monkeypatch: py
     ("IMLECoverage", {"weight": -1.0}, "weight >= 0"),
     ("FeatureModeSeeking", {"weight": -0.3}, "weight >= 0"),
     ("MomentMatching", {"momentum": 1.0}, "0 <= momentum < 1"),
+    ("MomentMatching", {"covariance_rank": 4}, "needs vectorized: true"),
+    ("MomentMatching", {"covariance_rank": -1, "vectorized": True}, "covariance_rank must be >= 0"),
 ])
 def test_probes_refuse_bad_settings(name: str, kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -224,3 +228,58 @@ def test_moment_matching_refuses_a_data_module_without_splits() -> None:
     trainer = SimpleNamespace(datamodule=object())
     with pytest.raises(ValueError, match="in-memory data module"):
         _probes().MomentMatching().on_fit_start(trainer, _gan())
+
+
+def test_the_models_class_moment_weight_is_the_vectorized_probe_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # So the probe's published runs (docs/evidence.md) are runs of the option.
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    trainer = _trainer_with_train_split()
+    probed = _gan()
+    probe = _probes().MomentMatching(weight=30.0, vectorized=True)
+    probe.on_fit_start(trainer, probed)
+    option = _gan(class_moment_weight=30.0)
+    images, labels = trainer.datamodule.split("train")
+    assert option.class_moments is not None and option.discriminator.feature_critic is not None
+    option.class_moments.fit(option.discriminator.feature_critic.features_of(normalize(images)), labels)
+    for gan in (probed, option):
+        gan.training_rng.start(torch.device("cpu"))
+    for _ in range(3):  # each step reads the running moments the one before left
+        fake, fake_labels, z = probed._fake_batch(8)
+        probed.discriminator(fake, fake_labels)
+        expected = probed._g_regularized(torch.tensor(0.5), fake, z)
+        fake, fake_labels, z = option._fake_batch(8)
+        option.discriminator(fake, fake_labels)
+        assert torch.equal(option._g_moments_added(option._g_regularized(torch.tensor(0.5), fake, z), fake_labels),
+                           expected)
+    assert torch.equal(option.class_moments.g_mean, probe.g_mean)
+    assert torch.equal(option.class_moments.g_square, probe.g_m2)
+
+
+def test_moment_matching_covariance_term_is_the_relative_frobenius_distance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    trainer = _trainer_with_train_split()
+    terms = []
+    for rank in (0, 3):
+        gan = _gan()
+        probe = _probes().MomentMatching(weight=1.0, momentum=0.0, vectorized=True, covariance_rank=rank)
+        probe.on_fit_start(trainer, gan)
+        gan.training_rng.start(torch.device("cpu"))
+        fake, labels, z = gan._fake_batch(8)
+        gan.discriminator(fake, labels)
+        terms.append(gan._g_regularized(torch.tensor(0.0), fake, z).detach())
+    critic = gan.discriminator.feature_critic
+    assert critic is not None
+    images, train_labels = trainer.datamodule.split("train")
+    with torch.no_grad():
+        real = critic.features_of(normalize(images))
+        generated = critic.features_of(fake)
+    extra = []
+    for c in labels.unique().tolist():
+        values, vectors = torch.linalg.eigh(torch.cov(real[train_labels == c].t()))
+        basis = vectors[:, -3:]
+        projected = generated[labels == c] @ basis
+        mean = projected.mean(0)
+        covariance = (projected.t() @ projected) / len(projected) - torch.outer(mean, mean)  # momentum 0: the batch's
+        extra.append((covariance - torch.diag(values[-3:])).pow(2).sum() / values[-3:].pow(2).sum())
+    scale = torch.stack([real[train_labels == c].std(0) for c in range(10)]).pow(2).mean()
+    assert float(terms[1] - terms[0]) == pytest.approx(float(torch.stack(extra).mean() / scale), rel=1e-3)

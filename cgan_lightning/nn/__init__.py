@@ -2,6 +2,7 @@
 
 from cgan_lightning.nn.atypical_weighting import AtypicalRealWeighting
 from cgan_lightning.nn.base import ConditionalDiscriminator, ConditionalGenerator
+from cgan_lightning.nn.class_moments import ClassMomentMatching
 from cgan_lightning.nn.conditioning import ConditionalBatchNorm2d, FiLM2d
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
 from cgan_lightning.nn.ema import GeneratorEMA
@@ -11,6 +12,7 @@ from cgan_lightning.nn.mlp import MLPDiscriminator, MLPGenerator
 __all__ = [
     "ACGANDiscriminator",
     "AtypicalRealWeighting",
+    "ClassMomentMatching",
     "ConditionalBatchNorm2d",
     "ConditionalDiscriminator",
     "ConditionalGenerator",

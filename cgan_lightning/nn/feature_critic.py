@@ -87,6 +87,13 @@ class FrozenFeatureCritic(nn.Module):
         self._last_block = max(blocks)  # the blocks after it would be wasted work
         with torch.no_grad():
             dims = [tap.flatten(1).size(1) for tap in self._taps(torch.zeros(1, *classifier.image_shape))]
+        #: Size of the flattened features of the deepest tapped block (what :attr:`last_features` holds).
+        self.feature_dim = dims[-1]
+        #: Set ``keep_features`` to have each forward under autograd keep the deepest tapped block's features
+        #: ``[B, feature_dim]`` (with their graph) in ``last_features``, for a loss on G that reads them without a
+        #: second pass (``ConditionalGAN(class_moment_weight=...)``); the reader clears it.
+        self.keep_features = False
+        self.last_features: Tensor | None = None
 
         def maybe_sn(module: nn.Module) -> nn.Module:
             return _spectral_norm(module) if spectral_norm else module
@@ -98,6 +105,11 @@ class FrozenFeatureCritic(nn.Module):
             # N(0, 1) would make the projection dwarf the linear logit at the start.
             nn.init.xavier_uniform_(embedding.weight)
         self.projection = nn.ModuleList(maybe_sn(e) for e in embeddings)
+
+    @torch.no_grad()
+    def features_of(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        """The deepest tapped block's flattened features ``[N, feature_dim]`` of images in ``[-1, 1]``, in chunks."""
+        return torch.cat([self._taps(chunk)[-1].flatten(1) for chunk in images.split(batch_size)])
 
     def _taps(self, images: Tensor) -> list[Tensor]:
         taps, block, x = [], 0, images
@@ -114,8 +126,11 @@ class FrozenFeatureCritic(nn.Module):
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
         """Logits ``[B]`` of images ``[B, C, H, W]`` in ``[-1, 1]`` with labels ``[B]``."""
         logits = images.new_zeros(images.size(0))
-        for tap, hidden, to_logit, projection in zip(self._taps(images), self.hidden, self.to_logit,
-                                                     self.projection, strict=True):
+        taps = self._taps(images)
+        if self.keep_features and torch.is_grad_enabled():
+            self.last_features = taps[-1].flatten(1)
+        for tap, hidden, to_logit, projection in zip(taps, self.hidden, self.to_logit, self.projection,
+                                                     strict=True):
             h = F.leaky_relu(hidden(tap.flatten(1)), 0.2)
             logits = logits + to_logit(h).squeeze(1) + (projection(labels) * h).sum(dim=1)
         return logits
