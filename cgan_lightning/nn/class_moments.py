@@ -3,8 +3,9 @@
 GAN samples of a class tend to sit near its bulk and vary less than the real digits (their FID is mostly the
 covariance term). :class:`ClassMomentMatching` adds to G's loss, for each class in the generated batch, the distance
 between G's feature mean and per-feature standard deviation and the training split's, in the conv features of the
-frozen classifier that the feature critic already reads (:class:`~cgan_lightning.nn.feature_critic.
-FrozenFeatureCritic`, its deepest tapped block): G is pulled towards each class's real spread as well as its centre.
+frozen classifier that the feature critic already reads
+(:class:`~cgan_lightning.nn.feature_critic.FrozenFeatureCritic`, its deepest tapped block): G is pulled towards each
+class's real spread as well as its centre.
 It is feature matching (Salimans et al. 2016) per class, against fixed real statistics.
 
 A batch holds a few images per class, so G's moments are running averages (``momentum`` per G step) in which only the
