@@ -25,7 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from cgan_lightning.data.in_memory import normalize
-from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
 
 def _critic(pl_module: LightningModule) -> FrozenFeatureCritic:
@@ -191,11 +191,13 @@ class MomentMatching(Callback):
     rounding, so a run follows another trajectory. ``covariance_rank`` r > 0 (vectorized only) adds, per class, the
     squared Frobenius distance between G's running covariance and the training digits' in the class's top r
     principal directions, over the latter's squared Frobenius norm: the shape of the variation, which the per-feature
-    spreads do not see.
+    spreads do not see. ``penultimate`` matches the moments one layer up instead: the shipped critic classifier's own
+    penultimate layer (128 values) applied to the same block, the kind of space FID is measured in (another
+    classifier's).
     """
 
     def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False,
-                 covariance_rank: int = 0) -> None:
+                 covariance_rank: int = 0, penultimate: bool = False) -> None:
         if weight < 0 or not 0.0 <= momentum < 1.0:
             raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
         if covariance_rank < 0 or (covariance_rank > 0 and not vectorized):
@@ -203,6 +205,7 @@ class MomentMatching(Callback):
                              f"covariance_rank={covariance_rank}, vectorized={vectorized}")
         self.weight, self.momentum, self.std, self.vectorized = weight, momentum, std, vectorized
         self.rank = covariance_rank
+        self.penultimate = penultimate
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
@@ -212,8 +215,15 @@ class MomentMatching(Callback):
             raise ValueError("MomentMatching reads the training split's moments through the data module's "
                              "split('train'): use an in-memory data module (MNISTDataModule, ImageFolderDataModule)")
         images, labels = split("train")
+        # With penultimate: the critic classifier's own penultimate layer on top of the same block (128 values).
+        embed = load_critic_features("mnist").embed[0] if self.penultimate else None
+
+        def space(block: Tensor) -> Tensor:
+            flat = block.flatten(1)
+            return flat if embed is None else F.relu(F.linear(flat, embed.weight.detach(), embed.bias.detach()))
+
         with torch.no_grad():
-            f = torch.cat([critic._taps(normalize(images[i:i + 500]))[-1].flatten(1)
+            f = torch.cat([space(critic._taps(normalize(images[i:i + 500]))[-1])
                            for i in range(0, len(images), 500)])
         classes = pl_module.num_classes
         self.real_mean = torch.stack([f[labels == c].mean(0) for c in range(classes)])
@@ -272,7 +282,7 @@ class MomentMatching(Callback):
             taps = getattr(critic, "_last_taps", None)
             if taps is None or taps[-1].size(0) != fake.size(0):
                 raise RuntimeError("no critic features of this generated batch")
-            features, labels, keep = taps[-1].flatten(1), last_labels["labels"], self.momentum
+            features, labels, keep = space(taps[-1]), last_labels["labels"], self.momentum
             if self.vectorized:
                 return out + self.weight * vectorized_term(features, labels) / self.scale
             terms = []

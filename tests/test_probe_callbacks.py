@@ -15,7 +15,7 @@ import torch
 from cgan_lightning import ConditionalGAN
 from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANGenerator
-from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
+from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -175,12 +175,14 @@ def _trainer_with_train_split() -> Any:
     return SimpleNamespace(global_rank=0, datamodule=SimpleNamespace(split=lambda name: (images, labels)))
 
 
-def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("penultimate", [False, True])
+def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkeypatch: pytest.MonkeyPatch,
+                                                                          penultimate: bool) -> None:
     monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)  # the probe patches the class
     gan = _gan()
     trainer = _trainer_with_train_split()
     train_images, train_labels = trainer.datamodule.split("train")
-    probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False)
+    probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False, penultimate=penultimate)
     probe.on_fit_start(trainer, gan)
 
     gan.training_rng.start(torch.device("cpu"))
@@ -193,6 +195,10 @@ def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkey
     with torch.no_grad():
         real = critic._taps(train_images.float() / 127.5 - 1)[-1].flatten(1)
         generated = critic._taps(fake)[-1].flatten(1)
+        if penultimate:  # the critic classifier's own penultimate layer on top of its last conv block
+            embed = load_critic_features("mnist").eval().features
+            real = embed(train_images.float() / 127.5 - 1)
+            generated = embed(fake)
     real_mean = torch.stack([real[train_labels == c].mean(0) for c in range(10)])
     scale = torch.stack([real[train_labels == c].std(0) for c in range(10)]).pow(2).mean()
     present = labels.unique().tolist()
