@@ -343,6 +343,10 @@ class ConditionalGAN(LightningModule):
         self.atypical_weighting = (AtypicalRealWeighting(atypical_features, num_classes, image_shape,
                                                          atypical_weighting) if atypical_weighting > 0 else None)
         check_number(class_moment_weight, "class_moment_weight", minimum=0.0)  # 0: off
+        if class_moment_weight > 0 and self.d_augment is not None:
+            raise ValueError("class_moment_weight > 0 matches the critic's features of the generated digits to the "
+                             "training digits' as they are, but augment would show the critic augmented ones: set "
+                             "augment=None or class_moment_weight=0")
         self.class_moments = build_class_moments(self.discriminator, num_classes, class_moment_weight)
         self.sample_latent_scale, self.sample_min_class_prob = check_sampling_options(
             sample_latent_scale, sample_min_class_prob, self.discriminator)

@@ -93,6 +93,8 @@ def test_model_checks_and_state_dict() -> None:
                        discriminator=partial(DCGANDiscriminator, base_channels=8,  # type: ignore[arg-type]
                                              feature_critic="mnist"),
                        step_order="g_first", joint_d_forward=True, shared_d_backward=True, class_moment_weight=1.0)
+    with pytest.raises(ValueError, match="augment would show the critic augmented ones"):
+        _critic_gan(class_moment_weight=1.0, augment=["translation"])
     off = _critic_gan()
     assert off.class_moments is None and not off.discriminator.feature_critic.keep_features
     on = _critic_gan(class_moment_weight=1.0)
