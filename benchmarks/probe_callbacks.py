@@ -25,6 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from cgan_lightning.data.in_memory import normalize
+from cgan_lightning.nn.class_moments import class_moment_terms
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
 
@@ -252,20 +253,15 @@ class MomentMatching(Callback):
 
         def vectorized_term(features: Tensor, labels: Tensor) -> Tensor:
             keep = self.momentum
-            one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
-            counts = one_hot.sum(0)
-            present = counts > 0
-            per_class = one_hot.t() / counts.clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
-            mean = torch.where(present.unsqueeze(1), keep * self.g_mean + (1 - keep) * (per_class @ features),
-                               self.g_mean)
-            m2 = torch.where(present.unsqueeze(1), keep * self.g_m2 + (1 - keep) * (per_class @ features.pow(2)),
-                             self.g_m2)
-            term = (mean - self.real_mean).pow(2).mean(1)
-            if self.std:
-                std = (m2 - mean.pow(2)).clamp_min(1e-6).sqrt()
-                term = term + (std - self.real_std).pow(2).mean(1)
+            # The library's term (ConditionalGAN(class_moment_weight=...)); without std, its mean part alone.
+            term, present, mean, m2 = class_moment_terms(features, labels, self.g_mean, self.g_m2, self.real_mean,
+                                                         self.real_std, keep)
+            if not self.std:
+                term = (mean - self.real_mean).pow(2).mean(1)
             self.g_mean, self.g_m2 = mean.detach(), m2.detach()
             if self.rank:
+                one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
+                per_class = one_hot.t() / one_hot.sum(0).clamp_min(1).unsqueeze(1)  # [K, B]: class batch averages
                 projected = torch.einsum("bd,kdr->kbr", features, self.basis)
                 where = present.view(-1, 1, 1)
                 mean_pc = torch.where(present.unsqueeze(1), keep * self.g_mean_pc + (1 - keep) * torch.einsum(

@@ -511,13 +511,17 @@ class ConditionalGAN(LightningModule):
     def on_fit_start(self) -> None:
         # After any checkpoint was loaded: continue its stream, else seed from torch.initial_seed() + rank.
         self.training_rng.start(self.device, self.global_rank, self.trainer.world_size)
-        if self.atypical_weighting is not None and not bool(self.atypical_weighting.fitted):
-            # Once per run: a resumed run keeps the checkpoint's statistics.
-            images, labels = training_images(self.trainer)
-            self.atypical_weighting.fit(images, labels)
-        if self.class_moments is not None and not bool(self.class_moments.fitted):
-            images, labels = training_images(self.trainer)
-            self.class_moments.fit(feature_critic_of(self.discriminator).features_of(images.to(self.device)), labels)
+        # Once per run: a resumed run keeps the checkpoint's statistics.
+        atypical = self.atypical_weighting if self.atypical_weighting is not None and not bool(
+            self.atypical_weighting.fitted) else None
+        moments = self.class_moments if self.class_moments is not None and not bool(self.class_moments.fitted) else None
+        if atypical is None and moments is None:
+            return
+        images, labels = training_images(self.trainer)  # read (and normalized) once for both
+        if atypical is not None:
+            atypical.fit(images, labels)
+        if moments is not None:
+            moments.fit(feature_critic_of(self.discriminator).features_of(images.to(self.device)), labels)
 
     @override
     def configure_optimizers(self) -> OptimizerLRScheduler:
