@@ -91,6 +91,20 @@ def check_compile(compile: object) -> str | None:
                      f"got {compile!r}")
 
 
+def check_compile_penalties(compile_mode: str | None, loss: str, r1_gamma: float) -> None:
+    """Raise ``ValueError`` for a compiled model whose D penalty differentiates D's input gradient.
+
+    WGAN-GP's gradient penalty and R1 backpropagate through ``d D(x) / dx`` (a double backward), which
+    ``torch.compile``'s AOTAutograd does not support: it would fail at the first D step.
+    """
+    if compile_mode is None:
+        return
+    for name, on in (("loss='wgan-gp' (its gradient penalty)", loss == "wgan-gp"), ("r1_gamma > 0", r1_gamma > 0)):
+        if on:
+            raise ValueError(f"{name} backpropagates through D's input gradient (a double backward), which "
+                             f"torch.compile does not support: set compile=false, or choose another loss / r1_gamma=0")
+
+
 def check_joint_d_forward(discriminator: nn.Module) -> None:
     """Raise ``ValueError`` when scoring real and fake pairs in one D forward would change D's loss.
 
@@ -191,8 +205,8 @@ class ConditionalGAN(LightningModule):
             ``d_steps_per_g_step=1``).
         shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
             too. See :mod:`cgan_lightning.utilities.row_gradient_scale`.
-        compile: ``torch.compile`` G and D in place; a string is its ``mode``. State-dict keys stay the same; the
-            first steps pay the compilation; ``reduce-overhead`` adds CUDA graphs on a GPU.
+        compile: ``torch.compile`` G and D in place (D stays eager with ``g_first``); a string is its ``mode``.
+            State-dict keys stay the same; the first steps pay the compilation; ``reduce-overhead`` adds CUDA graphs.
         augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
             off). Real and generated images alike, differentiably; digit-safe transforms only, see
             :mod:`cgan_lightning.nn.augment`.
@@ -275,6 +289,7 @@ class ConditionalGAN(LightningModule):
                            ("shared_d_backward", shared_d_backward)):
             check_bool(flag, name)
         compile_mode = check_compile(compile)
+        check_compile_penalties(compile_mode, loss, r1_gamma)
         image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
@@ -373,7 +388,10 @@ class ConditionalGAN(LightningModule):
         if compile_mode is not None:
             # In place (nn.Module.compile), after the EMA copy: parameter names and checkpoints stay the same.
             self.generator.compile(mode=compile_mode)
-            self.discriminator.compile(mode=compile_mode)
+            if step_order == "d_first":
+                # g_first backpropagates one D forward twice where one shared backward can't serve, and a
+                # compiled graph's second backward gives wrong gradients (torch 2.14): D stays eager there.
+                self.discriminator.compile(mode=compile_mode)
 
     # ----------------------------------------------------------------------------------------- public API
     @override

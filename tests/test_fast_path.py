@@ -9,6 +9,7 @@ Speed itself is measured by ``benchmarks/train_throughput.py``, never asserted h
 from __future__ import annotations
 
 import doctest
+import re
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -187,7 +188,7 @@ def test_g_first_differs_from_d_first(fake_mnist_dir: Path, tmp_path: Path) -> N
 
 
 class BackwardRecorder(ConditionalGAN):
-    """Records, after each backward of a step, which networks hold gradients and G's gradients' values."""
+    """Records, after each backward of a step, which networks hold gradients and D's gradients' values."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -199,7 +200,7 @@ class BackwardRecorder(ConditionalGAN):
             self.after_backward.append((
                 any(p.grad is not None for p in self.generator.parameters()),
                 any(p.grad is not None for p in self.discriminator.parameters()),
-                [p.grad.clone() for p in self.generator.parameters() if p.grad is not None],
+                [p.grad.clone() for p in self.discriminator.parameters() if p.grad is not None],
             ))
 
 
@@ -208,11 +209,12 @@ def test_g_first_backwards_train_each_network_with_its_own_loss_only(fake_mnist_
     model = BackwardRecorder(latent_dim=8, generator=TINY_G, discriminator=TINY_D, step_order="g_first",
                              joint_d_forward=True, r1_gamma=1.0, lecam_weight=0.1)
     _fit_model(model, fake_mnist_dir, tmp_path, [])
-    (g_has, d_has, g_grads), (_, d_has_after, g_grads_after) = model.after_backward
-    assert g_has and not d_has  # G's loss: gradients for G only (through D, without D's weight gradients)
-    assert d_has_after  # D's loss: D's gradients...
-    for before, after in zip(g_grads, g_grads_after, strict=True):
-        assert torch.equal(before, after)  # ...and G's untouched (D's loss stops at the generated images)
+    (g_has, d_has, d_grads), (g_has_after, _, d_grads_after) = model.after_backward
+    assert d_has and not g_has  # D's loss first: D's gradients only (it stops at the generated images)
+    assert g_has_after  # G's loss: G's gradients (through D)...
+    assert len(d_grads) == len(list(model.discriminator.parameters()))
+    for before, after in zip(d_grads, d_grads_after, strict=True):
+        assert torch.equal(before, after)  # ...and D's untouched (without D's weight gradients)
 
 
 # ----------------------------------------------------------------- shared_d_backward (one backward through D)
@@ -493,6 +495,29 @@ def test_compiled_training_matches_eager(fake_mnist_dir: Path, tmp_path: Path) -
         assert trainer_b.callback_metrics[key].item() == pytest.approx(trainer_a.callback_metrics[key].item(),
                                                                        rel=1e-3)
     assert _max_weight_difference(model_a, model_b) < 1e-3
+
+
+@pytest.mark.slow
+def test_compiled_g_step_with_two_backwards_through_one_d_forward(fake_mnist_dir: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every batch takes shared_d_backward's fallback (a hinge loss past its margin does so in real runs): two
+    # backwards through one D forward, which a compiled D would get wrong, and a compiled G must take once.
+    monkeypatch.setattr("cgan_lightning.utilities.row_gradient_scale.loss_ratio_factors", lambda *args: None)
+    options = {"step_order": "g_first", "joint_d_forward": True, "shared_d_backward": True}
+    model_a, trainer_a = _fit(fake_mnist_dir, tmp_path / "a", **options)
+    model_b, trainer_b = _fit(fake_mnist_dir, tmp_path / "b", compile=True, **options)
+    assert model_b.generator._compiled_call_impl is not None
+    assert model_b.discriminator._compiled_call_impl is None
+    assert trainer_b.global_step == trainer_a.global_step == 26  # 13 batches, a G and a D step each
+    assert _max_weight_difference(model_a, model_b, skip=_batch_norm_shadowed(model_a)) < 1e-3
+
+
+@pytest.mark.parametrize(("options", "named"), [({"loss": "wgan-gp"}, "loss='wgan-gp'"),
+                                                ({"r1_gamma": 1.0}, "r1_gamma > 0")])
+def test_compile_refuses_penalties_that_need_a_double_backward(options: dict[str, object], named: str) -> None:
+    with pytest.raises(ValueError, match=f"{re.escape(named)}.*double backward.*set compile=false"):
+        ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, compile=True, **options)
+    ConditionalGAN(latent_dim=8, generator=TINY_G, discriminator=TINY_D, **options)  # eager: allowed
 
 
 def test_bf16_mixed_precision_trains_with_float32_weights(fake_mnist_dir: Path, tmp_path: Path) -> None:

@@ -88,5 +88,6 @@ def backward_g_and_d(d_loss: Tensor, g_loss: Tensor, fake_logits: Tensor, g_para
         if scale.factors is not None:
             run_backward(d_loss, inputs=[*g_params, *d_params])
             return
-    run_backward(g_loss, inputs=list(g_params), retain_graph=True)
-    run_backward(d_loss, inputs=list(d_params))
+    # D's backward first: only D's graph is kept for the second pass, so a compiled G is backpropagated once.
+    run_backward(d_loss, inputs=list(d_params), retain_graph=True)
+    run_backward(g_loss, inputs=list(g_params))
