@@ -194,11 +194,13 @@ class MomentMatching(Callback):
     principal directions, over the latter's squared Frobenius norm: the shape of the variation, which the per-feature
     spreads do not see. ``penultimate`` matches the moments one layer up instead: the shipped critic classifier's own
     penultimate layer (128 values) applied to the same block, the kind of space FID is measured in (another
-    classifier's).
+    classifier's). ``tap`` picks another of the critic's tapped blocks: 0 is its shallower one (block 2 of the
+    shipped critic, 1,568 values), so that the probe, added to ``class_moment_weight``'s term on the deepest block,
+    matches both.
     """
 
     def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False,
-                 covariance_rank: int = 0, penultimate: bool = False) -> None:
+                 covariance_rank: int = 0, penultimate: bool = False, tap: int = -1) -> None:
         if weight < 0 or not 0.0 <= momentum < 1.0:
             raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
         if covariance_rank < 0 or (covariance_rank > 0 and not vectorized):
@@ -206,7 +208,7 @@ class MomentMatching(Callback):
                              f"covariance_rank={covariance_rank}, vectorized={vectorized}")
         self.weight, self.momentum, self.std, self.vectorized = weight, momentum, std, vectorized
         self.rank = covariance_rank
-        self.penultimate = penultimate
+        self.penultimate, self.tap = penultimate, tap
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
@@ -224,7 +226,7 @@ class MomentMatching(Callback):
             return flat if embed is None else F.relu(F.linear(flat, embed.weight.detach(), embed.bias.detach()))
 
         with torch.no_grad():
-            f = torch.cat([space(critic._taps(normalize(images[i:i + 500]))[-1])
+            f = torch.cat([space(critic._taps(normalize(images[i:i + 500]))[self.tap])
                            for i in range(0, len(images), 500)])
         classes = pl_module.num_classes
         self.real_mean = torch.stack([f[labels == c].mean(0) for c in range(classes)])
@@ -278,7 +280,7 @@ class MomentMatching(Callback):
             taps = getattr(critic, "_last_taps", None)
             if taps is None or taps[-1].size(0) != fake.size(0):
                 raise RuntimeError("no critic features of this generated batch")
-            features, labels, keep = space(taps[-1]), last_labels["labels"], self.momentum
+            features, labels, keep = space(taps[self.tap]), last_labels["labels"], self.momentum
             if self.vectorized:
                 return out + self.weight * vectorized_term(features, labels) / self.scale
             terms = []

@@ -175,14 +175,14 @@ def _trainer_with_train_split() -> Any:
     return SimpleNamespace(global_rank=0, datamodule=SimpleNamespace(split=lambda name: (images, labels)))
 
 
-@pytest.mark.parametrize("penultimate", [False, True])
+@pytest.mark.parametrize(("penultimate", "tap"), [(False, -1), (True, -1), (False, 0)])
 def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkeypatch: pytest.MonkeyPatch,
-                                                                          penultimate: bool) -> None:
+                                                                          penultimate: bool, tap: int) -> None:
     monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)  # the probe patches the class
     gan = _gan()
     trainer = _trainer_with_train_split()
     train_images, train_labels = trainer.datamodule.split("train")
-    probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False, penultimate=penultimate)
+    probe = _probes().MomentMatching(weight=2.0, momentum=0.0, std=False, penultimate=penultimate, tap=tap)
     probe.on_fit_start(trainer, gan)
 
     gan.training_rng.start(torch.device("cpu"))
@@ -193,8 +193,9 @@ def test_moment_matching_without_memory_is_the_batch_class_means_distance(monkey
     critic = gan.discriminator.feature_critic
     assert critic is not None
     with torch.no_grad():
-        real = critic._taps(train_images.float() / 127.5 - 1)[-1].flatten(1)
-        generated = critic._taps(fake)[-1].flatten(1)
+        real = critic._taps(train_images.float() / 127.5 - 1)[tap].flatten(1)
+        generated = critic._taps(fake)[tap].flatten(1)
+        assert real.size(1) == (1568 if tap == 0 else 576)  # the shipped critic's blocks 2 and 3
         if penultimate:  # the critic classifier's own penultimate layer on top of its last conv block
             embed = load_critic_features("mnist").eval().features
             real = embed(train_images.float() / 127.5 - 1)
