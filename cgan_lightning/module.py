@@ -205,7 +205,7 @@ class ConditionalGAN(LightningModule):
             ``d_steps_per_g_step=1``).
         shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
             too. See :mod:`cgan_lightning.utilities.row_gradient_scale`.
-        compile: ``torch.compile`` G and D in place (D stays eager with ``g_first``); a string is its ``mode``.
+        compile: ``torch.compile`` G and D in place; a string is its ``mode``. D stays eager with ``g_first``.
             State-dict keys stay the same; the first steps pay the compilation; ``reduce-overhead`` adds CUDA graphs.
         augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
             off). Real and generated images alike, differentiably; digit-safe transforms only, see
