@@ -389,8 +389,9 @@ class ConditionalGAN(LightningModule):
             # In place (nn.Module.compile), after the EMA copy: parameter names and checkpoints stay the same.
             self.generator.compile(mode=compile_mode)
             if step_order == "d_first":
-                # g_first backpropagates one D forward twice where one shared backward can't serve, and a
-                # compiled graph's second backward gives wrong gradients (torch 2.14): D stays eager there.
+                # g_first backpropagates one D forward twice where one shared backward can't serve; a compiled
+                # graph refuses that, or gives wrong gradients without buffer donation (torch 2.14; see
+                # benchmarks/compiled_double_backward.py): D stays eager there.
                 self.discriminator.compile(mode=compile_mode)
 
     # ----------------------------------------------------------------------------------------- public API
