@@ -501,7 +501,8 @@ def test_compiled_training_matches_eager(fake_mnist_dir: Path, tmp_path: Path) -
 def test_compiled_g_step_with_two_backwards_through_one_d_forward(fake_mnist_dir: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # Every batch takes shared_d_backward's fallback (a hinge loss past its margin does so in real runs): two
-    # backwards through one D forward, which a compiled D would get wrong, and a compiled G must take once.
+    # backwards through one D forward, which a compiled D refuses (benchmarks/compiled_double_backward.py); a
+    # compiled G must be backpropagated once.
     monkeypatch.setattr("cgan_lightning.utilities.row_gradient_scale.loss_ratio_factors", lambda *args: None)
     options = {"step_order": "g_first", "joint_d_forward": True, "shared_d_backward": True}
     model_a, trainer_a = _fit(fake_mnist_dir, tmp_path / "a", **options)
