@@ -91,15 +91,16 @@ def check_compile(compile: object) -> str | None:
                      f"got {compile!r}")
 
 
-def check_compile_penalties(compile_mode: str | None, loss: str, r1_gamma: float) -> None:
+def check_compile_penalties(compile_mode: str | None, loss: str, loss_penalty: object, r1_gamma: float) -> None:
     """Raise ``ValueError`` for a compiled model whose D penalty differentiates D's input gradient.
 
-    WGAN-GP's gradient penalty and R1 backpropagate through ``d D(x) / dx`` (a double backward), which
-    ``torch.compile``'s AOTAutograd does not support: it would fail at the first D step.
+    A loss's own penalty (WGAN-GP's gradient penalty) and R1 backpropagate through ``d D(x) / dx`` (a double
+    backward), which ``torch.compile``'s AOTAutograd does not support: it would fail at the first D step.
     """
     if compile_mode is None:
         return
-    for name, on in (("loss='wgan-gp' (its gradient penalty)", loss == "wgan-gp"), ("r1_gamma > 0", r1_gamma > 0)):
+    penalties = ((f"loss={loss!r} (its gradient penalty)", loss_penalty is not None), ("r1_gamma > 0", r1_gamma > 0))
+    for name, on in penalties:
         if on:
             raise ValueError(f"{name} backpropagates through D's input gradient (a double backward), which "
                              f"torch.compile does not support: set compile=false, or choose another loss / r1_gamma=0")
@@ -289,7 +290,6 @@ class ConditionalGAN(LightningModule):
                            ("shared_d_backward", shared_d_backward)):
             check_bool(flag, name)
         compile_mode = check_compile(compile)
-        check_compile_penalties(compile_mode, loss, r1_gamma)
         image_shape = check_image_shape(image_shape)
         if num_classes <= 0:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
@@ -341,6 +341,7 @@ class ConditionalGAN(LightningModule):
             raise ValueError(f"r1_gamma must be >= 0 (0 turns the R1 penalty off), got {r1_gamma}")
         r1 = partial(r1_penalty, gamma=r1_gamma) if r1_gamma > 0 else None
         self.d_penalties: list[DiscriminatorPenalty] = [p for p in (self.adversarial_loss.penalty, r1) if p]
+        check_compile_penalties(compile_mode, loss, self.adversarial_loss.penalty, r1_gamma)
         self.generator = build_network(generator_factory or MLPGenerator, (latent_dim, num_classes, image_shape),
                                        "generator")
         self.discriminator = build_network(discriminator_factory or MLPDiscriminator, (num_classes, image_shape),
