@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -80,3 +81,29 @@ def test_miss_overlap_counts_shared_misses_against_chance() -> None:
     assert overlap.if_independent == pytest.approx(8 * 6 / 10)
     # Centroid 4.5: A's missed digits 2..9 lie 17 / 8 from it on average, its covered 0 and 1 lie 4.0.
     assert overlap.distance_missed == pytest.approx(17 / 8) and overlap.distance_covered == pytest.approx(4.0)
+
+
+def test_shifted_copies_move_each_digit_one_pixel_without_resampling() -> None:
+    # benchmarks/coverage_ceiling.py: each copy is its image moved one pixel in one of the 8 directions, the border
+    # filled with the background (-1), every other value kept exactly (no interpolation).
+    _fid_terms()
+    shifted_by_one_pixel = importlib.import_module("coverage_ceiling").shifted_by_one_pixel
+    images = torch.rand(64, 1, 6, 5, generator=torch.Generator().manual_seed(0))  # every value distinct
+    copies = shifted_by_one_pixel(images, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
+    offsets = set()
+    for image, copy in zip(padded, copies):
+        matches = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if torch.equal(copy, image[:, 1 + dy : 7 + dy, 1 + dx : 6 + dx])]
+        assert len(matches) == 1 and matches[0] != (0, 0)
+        assert (copy == -1).sum() == (6 if matches[0][0] == 0 else 5 if matches[0][1] == 0 else 10)  # H 6, W 5
+        offsets.add(matches[0])
+    assert len(offsets) == 8  # all 8 directions drawn over 64 images
+
+
+def test_coverage_ceiling_refuses_a_malformed_jitter() -> None:
+    _fid_terms()
+    parse_jitter = importlib.import_module("coverage_ceiling").parse_jitter
+    assert parse_jitter("1,5,0.05") == (1.0, 5.0, 0.05)
+    with pytest.raises(argparse.ArgumentTypeError, match="SHIFT,DEGREES,SCALE"):
+        parse_jitter("1,5")
