@@ -5,7 +5,7 @@ k-NN ball (radius: the distance to the k-th nearest other evaluation sample of t
 The generator learned from the training split only; the split's own coverage of the evaluation split, at its own
 count and at as many samples on each side, says how much of the target real data reaches. Per class, in the
 shipped classifier's feature space, on ``PerClassFID``'s samples (``--samples_per_class`` per class from ``--seed``,
-EMA weights; ``--latent_scale`` widens the latents):
+EMA weights; ``--latent_scale`` samples with latents that many times N(0, I) in place of the checkpoint's own scale):
 
 - ``G``: coverage by the generated samples; ``train``: by the training split (the real-data floor's row);
 - ``G only`` / ``train only``: evaluation samples covered by one of the two and not the other;

@@ -7,8 +7,10 @@ than real ones (missing variety, as a low recall says); above 1, more.
 
 Scores a checkpoint's generator (EMA weights when it keeps them; ``--raw`` for the raw ones) against the real
 evaluation split, class by class, in the shipped classifier's feature space, on the same samples as ``PerClassFID``
-(``--samples_per_class`` per class drawn from ``--seed``; ``--latent_scale`` widens their latents), and the real
-training split the same way as the floor. Ends with the classifier's accuracy on the samples (``acc/mean``).
+(``--samples_per_class`` per class drawn from ``--seed``; ``--latent_scale`` samples with latents that many times
+N(0, I) in place of the checkpoint's own ``sample_latent_scale``), and the real training split the same way as the
+floor. ``--against train`` scores both against the training split instead (the floor columns: the evaluation split
+against the training split). Ends with the classifier's accuracy on the samples (``acc/mean``).
 
     python benchmarks/fid_terms.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data
@@ -39,13 +41,12 @@ def fid_terms(generated: Tensor, real: Tensor) -> tuple[float, float, float, flo
 
 
 def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
-                     raw: bool = False, latent_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+                     raw: bool = False) -> tuple[Tensor, Tensor]:
     """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``.
 
-    ``latent_scale`` multiplies the latents (above 1: wider than the N(0, I) that G was trained on).
+    They are drawn as ``model.sample`` draws, with the model's own sampling options (its latent scale and rejection).
     """
     z, labels = class_balanced_latents(model.num_classes, samples_per_class, model.latent_dim, seed)
-    z = z * latent_scale
     ema = False if raw else None  # None: the EMA weights when the model keeps them
     images = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
                         for i in range(0, len(labels), 1000)])
@@ -72,18 +73,19 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--samples_per_class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latent_scale", type=float, default=1.0, help="multiply the latents by this")
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="sample with latents this many times N(0, I) (default: the checkpoint's own scale)")
 
 
 @torch.no_grad()
 def score_generator(args: argparse.Namespace, raw: bool = False) -> ScoredGenerator:
     """Load ``args.ckpt``, draw ``PerClassFID``'s samples and extract their features and the real splits'."""
-    model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
+    scale = {} if args.latent_scale is None else {"sample_latent_scale": args.latent_scale}
+    model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", **scale)
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()  # splits large batches into cache-sized chunks itself
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
-    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=raw,
-                                         latent_scale=args.latent_scale)
+    generated, labels = generated_images(model, args.samples_per_class, args.seed, raw=raw)
     generated_f, logits = extractor.features_and_logits(generated)
     return ScoredGenerator(model, generated_f, logits, labels, extractor(normalize(train_images)), train_labels,
                            extractor(normalize(eval_images)), eval_labels)
@@ -93,8 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_generator_arguments(parser)
     parser.add_argument("--raw", action="store_true", help="score G's raw weights instead of its EMA")
+    parser.add_argument("--against", choices=("eval", "train"), default="eval",
+                        help="the real split the samples are scored against (the floor: the other split against it)")
     args = parser.parse_args()
     run = score_generator(args, raw=args.raw)
+    if args.against == "train":
+        run.eval, run.eval_labels, run.train, run.train_labels = run.train, run.train_labels, run.eval, run.eval_labels
 
     print("| class | FID | mean term | covariance term | spread ratio | floor FID | floor mean | floor covariance "
           "| floor spread |")

@@ -95,6 +95,7 @@ def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_generator_arguments(parser)  # --ckpt, --data_dir, --samples_per_class, --seed, --latent_scale
+    parser.set_defaults(latent_scale=1.0)  # like --min_prob, in place of the checkpoint's own: plain by default
     parser.add_argument("--min_prob", type=float, default=0.0, help="redraw under this class-head probability")
     parser.add_argument("--candidates", type=int, default=1, help="resample among this many by D's score (probe)")
     parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
