@@ -13,8 +13,9 @@ Both are 1,000 digits per class, as many as the evaluation callbacks draw from a
 near-copy of one: what a generator that reproduced its training data, with small variations of each digit, would be
 scored.
 
-With ``--ckpt`` a generator's row is added (its EMA weights, ``PerClassFID``'s samples). Each row ends with the worst
-class, the mean, and the mean intra-class FID of the same sets.
+With ``--ckpt`` a generator's row is added (its EMA weights, ``PerClassFID``'s samples, drawn with the checkpoint's
+own sampling options or with latents ``--latent_scale`` times N(0, I)). Each row ends with the worst class, the mean,
+and the mean intra-class FID of the same sets.
 
     python benchmarks/coverage_ceiling.py --data_dir ../shared/data
     python benchmarks/coverage_ceiling.py --data_dir ../shared/data --jitter 1,5,0.05 \
@@ -75,6 +76,8 @@ def main() -> None:
                         help=f"SHIFT,DEGREES,SCALE of a jittered copy; repeatable (default: {default_jitters})")
     parser.add_argument("--seed", type=int, default=0, help="of the jitter (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="its latents this many times N(0, I) (default: the checkpoint's own scale)")
     args = parser.parse_args()
     jitters = args.jitter or [parse_jitter(text) for text in DEFAULT_JITTERS]
 
@@ -97,7 +100,8 @@ def main() -> None:
         row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale (1,000)",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
-        model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu")
+        scale = {} if args.latent_scale is None else {"sample_latent_scale": args.latent_scale}
+        model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", **scale)
         images, labels = generated_images(model, 1000, args.seed)
         row("the generator (1,000)", extractor(images), labels, eval_features, eval_labels)
 
