@@ -29,10 +29,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 from coverage_sources import covered
-from fid_terms import fid_terms, generated_images
+from fid_terms import generated_images, load_generator, mean_class_fid
 from torch import Tensor
 
-from cgan_lightning import ConditionalGAN
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
 from cgan_lightning.metrics.classifier_training import random_affine
 from cgan_lightning.metrics.features import ClassifierFeatures
@@ -63,7 +62,7 @@ def row(name: str, samples: Tensor, sample_labels: Tensor, real: Tensor, real_la
     """Print one table row: coverage of each class's real digits by the samples of that class, then FID."""
     coverage = [float(covered(real[real_labels == k], samples[sample_labels == k]).double().mean())
                 for k in range(10)]
-    fid = sum(fid_terms(samples[sample_labels == k], real[real_labels == k])[0] for k in range(10)) / 10
+    fid = mean_class_fid(samples, sample_labels, real, real_labels)
     cells = " | ".join(f"{value:.3f}" for value in coverage)
     print(f"| {name} | {cells} | **{min(coverage):.3f}** | {sum(coverage) / 10:.3f} | {fid:.2f} |")
 
@@ -100,8 +99,7 @@ def main() -> None:
         row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale (1,000)",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
-        scale = {} if args.latent_scale is None else {"sample_latent_scale": args.latent_scale}
-        model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", **scale)
+        model = load_generator(args.ckpt, args.latent_scale)
         images, labels = generated_images(model, 1000, args.seed)
         row("the generator (1,000)", extractor(images), labels, eval_features, eval_labels)
 

@@ -18,17 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from fid_terms import fid_terms, generated_images
+from fid_terms import generated_images, load_generator, mean_class_fid
 from torch import Tensor
 
-from cgan_lightning import ConditionalGAN
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
 from cgan_lightning.metrics.features import ClassifierFeatures
-
-
-def mean_class_fid(features: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor) -> float:
-    classes = real_labels.unique().tolist()
-    return sum(fid_terms(features[labels == k], real[real_labels == k])[0] for k in classes) / len(classes)
 
 
 @torch.no_grad()
@@ -54,7 +48,7 @@ def main() -> None:
               for name, space in spaces.items()]
     print("| real training split (floor) | " + " | ".join(f"{v:.2f}" for v in floors) + " |")
     for ckpt in args.ckpt:
-        model = ConditionalGAN.load_from_checkpoint(ckpt, map_location="cpu")
+        model = load_generator(ckpt)
         images, labels = generated_images(model, args.samples_per_class, args.seed)
         values = [mean_class_fid(space(images), labels, real[name], eval_labels) for name, space in spaces.items()]
         print(f"| {ckpt} | " + " | ".join(f"{v:.2f}" for v in values) + " |", flush=True)

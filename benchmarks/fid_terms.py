@@ -40,6 +40,18 @@ def fid_terms(generated: Tensor, real: Tensor) -> tuple[float, float, float, flo
     return fid, mean_term, fid - mean_term, float(cov_g.trace() / cov_r.trace())
 
 
+def mean_class_fid(features: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor) -> float:
+    """The mean over classes of each class's FID against its own real features (``fid/mean``)."""
+    classes = real_labels.unique().tolist()
+    return sum(fid_terms(features[labels == k], real[real_labels == k])[0] for k in classes) / len(classes)
+
+
+def load_generator(ckpt: str, latent_scale: float | None = None) -> ConditionalGAN:
+    """A checkpoint's model on the CPU, sampling with latents ``latent_scale`` times N(0, I) (``None``: its own)."""
+    scale = {} if latent_scale is None else {"sample_latent_scale": latent_scale}
+    return ConditionalGAN.load_from_checkpoint(ckpt, map_location="cpu", **scale)
+
+
 def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
                      raw: bool = False) -> tuple[Tensor, Tensor]:
     """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``.
@@ -80,8 +92,7 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
 @torch.no_grad()
 def score_generator(args: argparse.Namespace, raw: bool = False) -> ScoredGenerator:
     """Load ``args.ckpt``, draw ``PerClassFID``'s samples and extract their features and the real splits'."""
-    scale = {} if args.latent_scale is None else {"sample_latent_scale": args.latent_scale}
-    model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", **scale)
+    model = load_generator(args.ckpt, args.latent_scale)
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()  # splits large batches into cache-sized chunks itself
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
