@@ -57,6 +57,36 @@ def test_epoch_timer_splits_each_epoch(fake_mnist_session_dir: Path, tmp_path: P
         assert epoch["batches"] + epoch["gaps"] + epoch["validation"] + epoch["epoch_end"] <= epoch["wall"] + 1e-6
 
 
+def test_hook_timer_counts_each_callbacks_hooks_and_the_evidence_share(fake_mnist_session_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    # benchmarks/hook_timer.py: a callback's seconds are those of its own hooks; the share is evidence over the rest.
+    import time
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
+
+    from cgan_lightning import ConditionalGAN
+    from cgan_lightning.data.mnist import MNISTDataModule
+
+    class SlowEvidence(Callback):
+        def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            time.sleep(0.1)
+
+    _runners()  # puts benchmarks/ on sys.path
+    timer = importlib.import_module("hook_timer").HookTimer(evidence=("SlowEvidence",), report_at_exit=False)
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, num_sanity_val_steps=0,
+                         accelerator="cpu", callbacks=[SlowEvidence(), timer], default_root_dir=tmp_path,
+                         logger=False, enable_progress_bar=False)
+    trainer.fit(ConditionalGAN(), MNISTDataModule(str(fake_mnist_session_dir), download=False, batch_size=8))
+    figures = timer.figures()
+    assert 0.2 <= figures["callbacks_s"]["SlowEvidence"] < 0.4  # two validations, 0.1 s each
+    assert figures["evidence_s"] == figures["callbacks_s"]["SlowEvidence"]
+    assert "ModelCheckpoint" in figures["callbacks_s"]  # the trainer's own callbacks are timed, not counted
+    assert figures["fit_s"] >= figures["training_batches_s"] + figures["evidence_s"] > figures["evidence_s"]
+    rest = figures["fit_s"] - figures["evidence_s"]
+    assert figures["evidence_share"] == pytest.approx(figures["evidence_s"] / rest)
+
+
 def _end_to_end() -> Any:
     _runners()  # puts benchmarks/ on sys.path
     return importlib.import_module("end_to_end")
