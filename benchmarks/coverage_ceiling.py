@@ -7,24 +7,28 @@ by class, in the shipped classifier's feature space, for sample sets built from 
 - ``training split + a copy shifted by one pixel``: the same digits and one copy of each moved by one pixel in one
   of the 8 directions at random (no resampling, so no blur);
 - ``training split + a jittered copy``: the same digits and one copy of each, shifted, rotated and scaled at random
-  (``--jitter SHIFT,DEGREES,SCALE``, bilinear resampling as the classifier's training augments; repeatable).
+  (``--jitter SHIFT,DEGREES,SCALE``, bilinear resampling as the classifier's training augments; repeatable);
+- ``training split + an elastically deformed copy``: the same digits and one copy of each under a smooth random
+  displacement field (Simard et al. 2003: uniform noise smoothed by a Gaussian of ``SIGMA`` pixels, scaled here to a
+  root-mean-square displacement of ``RMS`` pixels; ``--elastic RMS,SIGMA``, repeatable): strokes bent, not just moved.
 
-Both are 1,000 digits per class, as many as the evaluation callbacks draw from a generator, each a real digit or a
-near-copy of one: what a generator that reproduced its training data, with small variations of each digit, would be
-scored.
+The sets with copies are 1,000 digits per class, as many as the evaluation callbacks draw from a generator, each a
+real digit or a near-copy of one: what a generator that reproduced its training data, with small variations of each
+digit, would be scored.
 
 With ``--ckpt`` a generator's row is added (its EMA weights, ``PerClassFID``'s samples, drawn with the checkpoint's
 own sampling options or with latents ``--latent_scale`` times N(0, I)). Each row ends with the worst class, the mean,
 and the mean intra-class FID of the same sets.
 
     python benchmarks/coverage_ceiling.py --data_dir ../shared/data
-    python benchmarks/coverage_ceiling.py --data_dir ../shared/data --jitter 1,5,0.05 \
+    python benchmarks/coverage_ceiling.py --data_dir ../shared/data --jitter 1,5,0.05 --elastic 0.5,4 \
         --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +41,7 @@ from cgan_lightning.metrics.classifier_training import random_affine
 from cgan_lightning.metrics.features import ClassifierFeatures
 
 DEFAULT_JITTERS = ("0.5,3,0.03", "1,5,0.05", "2,10,0.1")
+DEFAULT_ELASTIC = ("0.33,4", "0.65,4", "1,4")
 
 
 def parse_jitter(text: str) -> tuple[float, float, float]:
@@ -46,6 +51,37 @@ def parse_jitter(text: str) -> tuple[float, float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--jitter takes SHIFT,DEGREES,SCALE, e.g. 1,5,0.05; got {text!r}") from None
     return shift, degrees, scale
+
+
+def parse_elastic(text: str) -> tuple[float, float]:
+    """``"RMS,SIGMA"`` (pixels, pixels) as floats; RMS >= 0, SIGMA > 0."""
+    try:
+        rms, sigma = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--elastic takes RMS,SIGMA in pixels, e.g. 0.5,4; got {text!r}") from None
+    if rms < 0 or sigma <= 0:
+        raise argparse.ArgumentTypeError(f"--elastic needs RMS >= 0 and SIGMA > 0, got {text!r}")
+    return rms, sigma
+
+
+def elastic_deformation(images: Tensor, generator: torch.Generator, rms: float, sigma: float) -> Tensor:
+    """Each image ``[B, C, H, W]`` in ``[-1, 1]`` resampled (bilinear) along its own smooth random displacement field,
+    whose root-mean-square length over the batch is ``rms`` pixels; the border is filled with -1."""
+    b, _, h, w = images.shape
+    noise = torch.rand(b * 2, 1, h, w, generator=generator) * 2 - 1
+    radius = min(max(1, math.ceil(3 * sigma)), min(h, w) - 1)  # reflect padding needs it under the size
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    kernel = torch.exp(-taps.pow(2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    field = F.conv2d(F.pad(noise, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    field = F.conv2d(F.pad(field, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    field = field.view(b, 2, h, w)
+    field = field * (rms / field.pow(2).sum(1).mean().sqrt().clamp_min(1e-12))
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=images.dtype), torch.arange(w, dtype=images.dtype),
+                                indexing="ij")
+    # grid_sample's coordinates with align_corners=True: -1 and 1 are the centres of the first and last pixels.
+    grid = torch.stack([(cols + field[:, 0]) * 2 / (w - 1) - 1, (rows + field[:, 1]) * 2 / (h - 1) - 1], dim=-1)
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=True) - 1
 
 
 def shifted_by_one_pixel(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -73,12 +109,16 @@ def main() -> None:
     default_jitters = " ".join(DEFAULT_JITTERS)
     parser.add_argument("--jitter", action="append", type=parse_jitter,
                         help=f"SHIFT,DEGREES,SCALE of a jittered copy; repeatable (default: {default_jitters})")
+    default_elastic = " ".join(DEFAULT_ELASTIC)
+    parser.add_argument("--elastic", action="append", type=parse_elastic,
+                        help=f"RMS,SIGMA of an elastically deformed copy; repeatable (default: {default_elastic})")
     parser.add_argument("--seed", type=int, default=0, help="of the jitter (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
     parser.add_argument("--latent_scale", type=float, default=None,
                         help="its latents this many times N(0, I) (default: the checkpoint's own scale)")
     args = parser.parse_args()
     jitters = args.jitter or [parse_jitter(text) for text in DEFAULT_JITTERS]
+    elastic = args.elastic or [parse_elastic(text) for text in DEFAULT_ELASTIC]
 
     data = MNISTDataModule(args.data_dir, download=False)
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
@@ -97,6 +137,10 @@ def main() -> None:
     for shift, degrees, scale in jitters:
         copies = extractor(random_affine(train, rng, shift=shift, degrees=degrees, scale=scale))
         row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale (1,000)",
+            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+    for rms, sigma in elastic:
+        copies = extractor(elastic_deformation(train, rng, rms=rms, sigma=sigma))
+        row(f"training split + a copy deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px (1,000)",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
         model = load_generator(args.ckpt, args.latent_scale)

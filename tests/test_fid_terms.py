@@ -107,3 +107,30 @@ def test_coverage_ceiling_refuses_a_malformed_jitter() -> None:
     assert parse_jitter("1,5,0.05") == (1.0, 5.0, 0.05)
     with pytest.raises(argparse.ArgumentTypeError, match="SHIFT,DEGREES,SCALE"):
         parse_jitter("1,5")
+
+
+def test_elastic_copies_bend_each_digit_by_the_asked_displacement() -> None:
+    # benchmarks/coverage_ceiling.py: no displacement gives the digits back; a displacement moves every digit, keeps
+    # the range, fills with the background, and a larger one moves the digits further.
+    _fid_terms()
+    ceiling = importlib.import_module("coverage_ceiling")
+    images = torch.full((8, 1, 28, 28), -1.0)
+    images[:, :, 6:22, 12:16] = 1.0  # a bar, like a one
+    still = ceiling.elastic_deformation(images, torch.Generator().manual_seed(0), rms=0.0, sigma=4.0)
+    torch.testing.assert_close(still, images, atol=1e-5, rtol=0)
+    small = ceiling.elastic_deformation(images, torch.Generator().manual_seed(0), rms=0.5, sigma=4.0)
+    large = ceiling.elastic_deformation(images, torch.Generator().manual_seed(0), rms=2.0, sigma=4.0)
+    assert small.min() >= -1 and small.max() <= 1
+    moved_small = (small - images).flatten(1).abs().sum(1)
+    moved_large = (large - images).flatten(1).abs().sum(1)
+    assert bool((moved_small > 0.5).all()) and bool((moved_large > moved_small).all())
+    torch.testing.assert_close(large[:, :, 0, 0], images[:, :, 0, 0])  # the background stays background
+
+
+def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
+    _fid_terms()
+    parse_elastic = importlib.import_module("coverage_ceiling").parse_elastic
+    assert parse_elastic("0.5,4") == (0.5, 4.0)
+    for text in ("0.5", "0.5,0", "-1,4"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--elastic"):
+            parse_elastic(text)
