@@ -112,7 +112,8 @@ def main() -> None:
     default_elastic = " ".join(DEFAULT_ELASTIC)
     parser.add_argument("--elastic", action="append", type=parse_elastic,
                         help=f"RMS,SIGMA of an elastically deformed copy; repeatable (default: {default_elastic})")
-    parser.add_argument("--seed", type=int, default=0, help="of the jitter (and of the generator's samples)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="of the jitter and the deformations (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
     parser.add_argument("--latent_scale", type=float, default=None,
                         help="its latents this many times N(0, I) (default: the checkpoint's own scale)")

@@ -62,6 +62,7 @@ class HookTimer(Callback):
         self.evidence = frozenset(evidence)
         self.seconds: dict[str, float] = defaultdict(float)
         self.training_batches = 0.0
+        self._batch_start = 0.0
         self._fit_start: float | None = None
         self._fit_seconds = 0.0
         if report_at_exit:
@@ -79,6 +80,8 @@ class HookTimer(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._fit_start is not None:  # one fit per timer: a second setup would wrap the hooks twice
+            return
         self._fit_start = time.perf_counter()
         for callback in trainer.callbacks:  # type: ignore[attr-defined]
             if callback is self:
