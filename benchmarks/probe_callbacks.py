@@ -11,7 +11,8 @@ are not part of the library. Add one to a run with ``PYTHONPATH=benchmarks``:
 - :class:`RealAffine`: small random affine deformations of the real training digits (not of the generated ones);
 - :class:`IMLECoverage`: an IMLE term on G (Li & Malik 2018) in the frozen critic's features;
 - :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels;
-- :class:`MomentMatching`: per-class feature means and spreads of G's digits matched to the training digits'.
+- :class:`MomentMatching`: per-class feature means and spreads of G's digits matched to the training digits';
+- :class:`ConsistencyRegularization`: D's logits made the same on a digit and on a shifted copy of it (bCR).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from cgan_lightning.data.in_memory import normalize
+from cgan_lightning.nn.augment import translation
 from cgan_lightning.nn.class_moments import class_moment_terms
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
@@ -299,3 +301,54 @@ class MomentMatching(Callback):
 
         pl_module._fake_batch = fake_batch
         pl_module._g_regularized = regularized
+
+
+class ConsistencyRegularization(Callback):
+    """Balanced consistency regularization on D (bCR, Zhao et al. 2021), added to D's loss at each D step.
+
+    ``weight_real`` times the mean squared difference between D's logit on each real digit (the D step's own forward,
+    with its graph) and on a copy shifted by up to ``shift`` pixels (integer shifts, the background filled in: no
+    resampling, so the copy is the same digit); ``weight_fake`` the same on the generated digits of that D step, with
+    their labels. One more D forward per term and D step. D learns that a digit moved by a pixel or two is judged
+    alike, which is meant to keep it from learning the 500 training digits of each class by heart.
+    """
+
+    def __init__(self, weight_real: float = 10.0, weight_fake: float = 0.0, shift: int = 2) -> None:
+        if weight_real < 0 or weight_fake < 0 or shift < 0:
+            raise ValueError("ConsistencyRegularization needs non-negative weights and shift, got "
+                             f"weight_real={weight_real}, weight_fake={weight_fake}, shift={shift}")
+        self.weight_real, self.weight_fake, self.shift = weight_real, weight_fake, shift
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        original_loss, original_batch = pl_module._d_loss, pl_module._fake_batch
+        rng = torch.Generator().manual_seed(2468)
+        last_labels: dict[str, Tensor] = {}
+
+        def fake_batch(n: int) -> tuple[Tensor, Tensor, Tensor]:
+            fake, labels, z = original_batch(n)
+            last_labels["labels"] = labels  # under d_first, the D step scores the batch drawn last before it
+            return fake, labels, z
+
+        def shifted(images: Tensor) -> Tensor:
+            ratio = self.shift / images.size(-2)  # translation() shifts by int(size * ratio + 0.5) at most
+            moved = translation(images, ratio, 1.0, rng)
+            channels_last = images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last)
+            return moved.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+        def term(images: Tensor, labels: Tensor, logits: Tensor) -> Tensor:
+            moved, _ = pl_module._discriminate(shifted(images), labels)
+            return (moved - logits).pow(2).mean()
+
+        def d_loss(real_logits: Tensor, fake_logits: Tensor, real_aux: Tensor | None, d_real: Tensor,
+                   d_fake: Tensor, real_labels: Tensor, real_weights: Tensor | None = None) -> Tensor:
+            loss = original_loss(real_logits, fake_logits, real_aux, d_real, d_fake, real_labels, real_weights)
+            if self.weight_real > 0:
+                loss = loss + self.weight_real * term(d_real, real_labels, real_logits)
+            if self.weight_fake > 0:
+                loss = loss + self.weight_fake * term(d_fake.detach(), last_labels["labels"], fake_logits)
+            return loss
+
+        pl_module._fake_batch = fake_batch
+        pl_module._d_loss = d_loss

@@ -290,3 +290,35 @@ def test_moment_matching_covariance_term_is_the_relative_frobenius_distance(monk
         extra.append((covariance - torch.diag(values[-3:])).pow(2).sum() / values[-3:].pow(2).sum())
     scale = torch.stack([real[train_labels == c].std(0) for c in range(10)]).pow(2).mean()
     assert float(terms[1] - terms[0]) == pytest.approx(float(torch.stack(extra).mean() / scale), rel=1e-3)
+
+
+def test_consistency_regularization_adds_the_logit_change_under_a_shift() -> None:
+    # benchmarks/probe_callbacks.py ConsistencyRegularization: D's loss plus weight x mean (D(shifted x) - D(x))^2,
+    # nothing added at a zero shift, and the term trains D through both forwards.
+    images, labels = _real_batch()
+    fake = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    gan = _gan()
+    plain = gan._d_loss
+    logits, aux = gan._discriminate(images, labels)
+    fake_logits, _ = gan._discriminate(fake, labels)
+    base = plain(logits, fake_logits, aux, images, fake, labels)
+
+    still = _gan()
+    still._fake_batch = lambda n: (fake, labels, torch.zeros(n, 8))  # type: ignore[method-assign]
+    _probes().ConsistencyRegularization(weight_real=10.0, weight_fake=10.0, shift=0).setup(TRAINER, still, "fit")
+    still._fake_batch(6)  # the D step's generated batch, whose labels the fake term reads
+    torch.testing.assert_close(still._d_loss(logits, fake_logits, aux, images, fake, labels), base)
+
+    moved = _gan()
+    _probes().ConsistencyRegularization(weight_real=10.0, shift=2).setup(TRAINER, moved, "fit")
+    loss = moved._d_loss(logits, fake_logits, aux, images, fake, labels)
+    shifted = _probes().translation(images, 2 / 28, 1.0, torch.Generator().manual_seed(2468))
+    moved_logits, _ = moved._discriminate(shifted, labels)
+    expected = base + 10.0 * (moved_logits - logits).pow(2).mean()
+    torch.testing.assert_close(loss, expected)
+    assert float(loss) > float(base)
+    weight = moved.discriminator.to_logit.weight
+    grad_logits, grad_weight = torch.autograd.grad(loss - base, [logits, weight])
+    assert float(grad_weight.abs().sum()) > 0  # the term reaches D's weights through the shifted copies' forward
+    # and through the D step's own logits, both sides of the difference (as in the paper)
+    torch.testing.assert_close(grad_logits, 10.0 * 2 * (logits - moved_logits).detach() / len(labels))
