@@ -12,7 +12,8 @@ are not part of the library. Add one to a run with ``PYTHONPATH=benchmarks``:
 - :class:`IMLECoverage`: an IMLE term on G (Li & Malik 2018) in the frozen critic's features;
 - :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels;
 - :class:`MomentMatching`: per-class feature means and spreads of G's digits matched to the training digits';
-- :class:`ConsistencyRegularization`: D's logits made the same on a digit and on a shifted copy of it (bCR).
+- :class:`ConsistencyRegularization`: D's logits made the same on a digit and on a shifted copy of it (bCR);
+- :class:`TopKGenerator`: G's adversarial term over the generated digits D scores highest only (top-k training).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
 from cgan_lightning.data.in_memory import normalize
+from cgan_lightning.lr_decay import planned_training_batches
 from cgan_lightning.nn.augment import translation
 from cgan_lightning.nn.class_moments import class_moment_terms
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
@@ -352,3 +354,38 @@ class ConsistencyRegularization(Callback):
 
         pl_module._fake_batch = fake_batch
         pl_module._d_loss = d_loss
+
+
+class TopKGenerator(Callback):
+    """Top-k training (Sinha et al. 2020): G's adversarial term reads only the ``k`` generated digits of each G step
+    that D scores as most real, ``k`` falling linearly from the whole batch to ``keep`` of it over the run.
+
+    The digits D rejects outright would pull G towards the average of what D likes; dropping their gradient lets G
+    refine the digits that are nearly right. The other terms of G's loss (class head, mode seeking, moments) still
+    read the whole batch.
+    """
+
+    def __init__(self, keep: float = 0.75) -> None:
+        if not 0.0 < keep <= 1.0:
+            raise ValueError(f"TopKGenerator needs 0 < keep <= 1, got {keep}")
+        self.keep = keep
+        self.progress = 0.0  # the share of the run's batches done
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        total = planned_training_batches(trainer, pl_module.d_steps_per_g_step + pl_module.g_steps_per_batch)
+        done = trainer.current_epoch * trainer.num_training_batches + batch_idx
+        self.progress = min(1.0, done / total)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        original = pl_module._g_adversarial
+
+        def g_adversarial(fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+            n = fake_logits.size(0)
+            k = max(1, round(n * (1 - (1 - self.keep) * self.progress)))
+            if k >= n:
+                return original(fake_logits, real_logits)
+            return original(fake_logits.topk(k).values, real_logits)
+
+        pl_module._g_adversarial = g_adversarial

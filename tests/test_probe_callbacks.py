@@ -322,3 +322,24 @@ def test_consistency_regularization_adds_the_logit_change_under_a_shift() -> Non
     assert float(grad_weight.abs().sum()) > 0  # the term reaches D's weights through the shifted copies' forward
     # and through the D step's own logits, both sides of the difference (as in the paper)
     torch.testing.assert_close(grad_logits, 10.0 * 2 * (logits - moved_logits).detach() / len(labels))
+
+
+def test_top_k_generator_keeps_the_digits_d_scores_highest_as_the_run_goes() -> None:
+    # benchmarks/probe_callbacks.py TopKGenerator: the whole batch at the start, the best `keep` share at the end.
+    gan = ConditionalGAN(latent_dim=8, loss="hinge")
+    probe = _probes().TopKGenerator(keep=0.5)
+    probe.setup(TRAINER, gan, "fit")
+    logits = torch.tensor([3.0, -1.0, 0.5, 2.0, -4.0, 1.0, 0.0, -2.0])
+    probe.progress = 0.0
+    torch.testing.assert_close(gan._g_adversarial(logits, None), -logits.mean())  # hinge: G's term is -mean
+    probe.progress = 1.0
+    torch.testing.assert_close(gan._g_adversarial(logits, None), -torch.tensor([3.0, 2.0, 1.0, 0.5]).mean())
+    probe.progress = 0.5  # k = round(8 * 0.75) = 6
+    torch.testing.assert_close(gan._g_adversarial(logits, None),
+                               -torch.tensor([3.0, 2.0, 1.0, 0.5, 0.0, -1.0]).mean())
+    trainer = SimpleNamespace(estimated_stepping_batches=40, num_training_batches=10, max_epochs=4, max_steps=-1,
+                              current_epoch=2)
+    probe.on_train_batch_start(trainer, gan, None, 5)  # type: ignore[arg-type]
+    assert probe.progress == pytest.approx(25 / 40)  # batch 25 of the 40 planned
+    with pytest.raises(ValueError, match="0 < keep <= 1"):
+        _probes().TopKGenerator(keep=0.0)
