@@ -360,9 +360,10 @@ class TopKGenerator(Callback):
     """Top-k training (Sinha et al. 2020): G's adversarial term reads only the ``k`` generated digits of each G step
     that D scores as most real, ``k`` falling linearly from the whole batch to ``keep`` of it over the run.
 
-    The digits D rejects outright would pull G towards the average of what D likes; dropping their gradient lets G
-    refine the digits that are nearly right. The other terms of G's loss (class head, mode seeking, moments) still
-    read the whole batch.
+    The paper's reasoning: the digits D rejects outright pull G towards the average of what D likes, and dropping
+    their gradient lets G refine the digits that are nearly right. The other terms of G's loss (class head, mode
+    seeking, moments) still read the whole batch. Refused for a relativistic loss, whose G term pairs each generated
+    logit with a real one.
     """
 
     def __init__(self, keep: float = 0.75) -> None:
@@ -379,6 +380,9 @@ class TopKGenerator(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        if pl_module.adversarial_loss.relativistic:
+            raise ValueError("TopKGenerator drops generated logits, which a relativistic loss pairs with real ones: "
+                             "use bce, hinge or another non-relativistic loss")
         original = pl_module._g_adversarial
 
         def g_adversarial(fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:

@@ -343,3 +343,5 @@ def test_top_k_generator_keeps_the_digits_d_scores_highest_as_the_run_goes() -> 
     assert probe.progress == pytest.approx(25 / 40)  # batch 25 of the 40 planned
     with pytest.raises(ValueError, match="0 < keep <= 1"):
         _probes().TopKGenerator(keep=0.0)
+    with pytest.raises(ValueError, match="relativistic"):
+        _probes().TopKGenerator().setup(TRAINER, ConditionalGAN(latent_dim=8, loss="rpgan"), "fit")
