@@ -371,15 +371,18 @@ class TopKGenerator(Callback):
             raise ValueError(f"TopKGenerator needs 0 < keep <= 1, got {keep}")
         self.keep = keep
         self.progress = 0.0  # the share of the run's batches done
+        self.total: int | None = None  # the run's planned batches, read at its first batch
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        total = planned_training_batches(trainer, pl_module.d_steps_per_g_step + pl_module.g_steps_per_batch)
+        if self.total is None:
+            self.total = planned_training_batches(trainer, pl_module.d_steps_per_g_step + pl_module.g_steps_per_batch)
         done = trainer.current_epoch * trainer.num_training_batches + batch_idx
-        self.progress = min(1.0, done / total)
+        self.progress = min(1.0, done / self.total)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        self.total = None
         if pl_module.adversarial_loss.relativistic:
             raise ValueError("TopKGenerator drops generated logits, which a relativistic loss pairs with real ones: "
                              "use bce, hinge or another non-relativistic loss")
