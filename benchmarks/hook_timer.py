@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR))
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "benchmarks"),
                                                                       os.environ.get("PYTHONPATH")]))}
     rounds = []
