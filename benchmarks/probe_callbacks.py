@@ -13,7 +13,8 @@ are not part of the library. Add one to a run with ``PYTHONPATH=benchmarks``:
 - :class:`FeatureModeSeeking`: the mode-seeking term measured in the frozen critic's features instead of pixels;
 - :class:`MomentMatching`: per-class feature means and spreads of G's digits matched to the training digits';
 - :class:`ConsistencyRegularization`: D's logits made the same on a digit and on a shifted copy of it (bCR);
-- :class:`TopKGenerator`: G's adversarial term over the generated digits D scores highest only (top-k training).
+- :class:`TopKGenerator`: G's adversarial term over the generated digits D scores highest only (top-k training);
+- :class:`DiscriminatorDropout`: dropout on D's shared features, before its adversarial, projection and class heads.
 """
 
 from __future__ import annotations
@@ -396,3 +397,28 @@ class TopKGenerator(Callback):
             return original(fake_logits.topk(k).values, real_logits)
 
         pl_module._g_adversarial = g_adversarial
+
+
+class DiscriminatorDropout(Callback):
+    """Dropout with probability ``p`` on D's shared features ``h(x)``, which its adversarial logit, its projection term
+    and an AC head read (the frozen-feature critic reads the images and is untouched).
+
+    A regularizer of D against learning the 500 training digits of each class by heart, as in the DCGAN
+    discriminators of many MNIST tutorials. Dropout is active in training mode only: sampling and evaluation run D in
+    eval mode. Its masks come from torch's global RNG (seeded by ``seed_everything``).
+    """
+
+    def __init__(self, p: float = 0.2) -> None:
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"DiscriminatorDropout needs 0 < p < 1, got {p}")
+        self.p = p
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        features = getattr(pl_module.discriminator, "features", None)
+        if not isinstance(features, torch.nn.Sequential):
+            raise ValueError("DiscriminatorDropout needs a DCGANDiscriminator or ACGANDiscriminator (features in an "
+                             f"nn.Sequential), got {type(pl_module.discriminator).__name__}")
+        if not any(isinstance(m, torch.nn.Dropout) for m in features):
+            features.append(torch.nn.Dropout(self.p).train(features.training))  # a new module starts in train mode

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,59 @@ def run_library(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ the plain-loop floor
+def plain_step(generator: Any, discriminator: Any, opt_g: Any, opt_d: Any, row_scale: Any, real: Any, labels: Any,
+               autocast: Any, mark: Callable[[str], None] = lambda phase: None) -> None:
+    """One batch of ``examples/fast.yaml``'s maths with no framework; ``mark(phase)`` is called as each phase ends.
+
+    The phases: ``forward`` (G, one D forward of real and generated pairs, the losses), ``backward`` (one pass through
+    D serving both updates, ``shared_d_backward``), ``g_step`` and ``d_step`` (fused Adam, zeroing included).
+    """
+    import torch
+
+    from cgan_lightning.losses import bce_d_loss, bce_g_loss
+    from cgan_lightning.utilities.row_gradient_scale import backward_g_and_d
+
+    n, device = real.size(0), real.device
+    with autocast:
+        fake_labels = torch.randint(0, 10, (n,), device=device)
+        fake = generator(torch.randn(n, 100, device=device), fake_labels)
+        logits = discriminator(torch.cat((real, row_scale.mark(fake))), torch.cat((labels, fake_labels)))
+        real_logits, fake_logits = logits[:n], logits[n:]
+        g_loss = bce_g_loss(fake_logits)
+        d_loss = bce_d_loss(real_logits, fake_logits)
+    mark("forward")
+    opt_g.zero_grad(set_to_none=True)
+    opt_d.zero_grad(set_to_none=True)
+    backward_g_and_d(d_loss, g_loss, fake_logits, list(generator.parameters()), list(discriminator.parameters()),
+                     row_scale)
+    mark("backward")
+    opt_g.step()
+    mark("g_step")
+    opt_d.step()
+    mark("d_step")
+
+
+def plain_setup(args: argparse.Namespace) -> tuple[Any, ...]:
+    """The plain loop's data loader, networks, fused Adam optimizers, row scale and autocast context."""
+    import torch
+
+    from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
+    from cgan_lightning.utilities.row_gradient_scale import RowGradientScale
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    data = MNISTDataModule(args.data_dir, download=False, batch_size=64, seed=args.seed)
+    data.setup("fit")
+    generator, discriminator = MLPGenerator().to(device), MLPDiscriminator().to(device)
+    adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True}
+    opt_g = torch.optim.Adam(generator.parameters(), **adam)
+    opt_d = torch.optim.Adam(discriminator.parameters(), **adam)
+    # bf16-mixed as Lightning's precision plugin does it: the forward and the losses under autocast.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=getattr(args, "plain_precision", "32-true") == "bf16-mixed")
+    return data.train_dataloader(), generator, discriminator, opt_g, opt_d, RowGradientScale(), autocast, device
+
+
 def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     """The fast path's maths in a bare PyTorch loop: what the library would reach with no framework cost.
 
@@ -250,25 +304,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     pairs and one backward through D serving both updates (``shared_d_backward``); no Lightning, no logging, no
     checks; with ``--plain_precision bf16-mixed``, the forward and the losses under ``torch.autocast``.
     """
-    import torch
-
-    from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
-    from cgan_lightning.losses import bce_d_loss, bce_g_loss
-    from cgan_lightning.utilities.row_gradient_scale import RowGradientScale, backward_g_and_d
-
-    torch.manual_seed(args.seed)
-    row_scale = RowGradientScale()
-    device = torch.device(args.device)
-    data = MNISTDataModule(args.data_dir, download=False, batch_size=64, seed=args.seed)
-    data.setup("fit")
-    loader = data.train_dataloader()
-    generator, discriminator = MLPGenerator().to(device), MLPDiscriminator().to(device)
-    g_params, d_params = list(generator.parameters()), list(discriminator.parameters())
-    adam = {"lr": 2e-4, "betas": (0.5, 0.999), "fused": True}
-    opt_g = torch.optim.Adam(g_params, **adam)
-    opt_d = torch.optim.Adam(d_params, **adam)
-    # bf16-mixed as Lightning's precision plugin does it: the forward and the losses under autocast.
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.plain_precision == "bf16-mixed")
+    loader, generator, discriminator, opt_g, opt_d, row_scale, autocast, device = plain_setup(args)
     seen, start, cpu_start, batches = 0, None, 0.0, 0
     for epoch in range(args.epochs):
         loader.set_epoch(epoch)
@@ -277,21 +313,9 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
                 sync(device)
                 start, cpu_start, seen = time.perf_counter(), time.process_time(), 0
             real, labels = real.to(device), labels.to(device)
-            n = real.size(0)
-            with autocast:
-                fake_labels = torch.randint(0, 10, (n,), device=device)
-                fake = generator(torch.randn(n, 100, device=device), fake_labels)
-                logits = discriminator(torch.cat((real, row_scale.mark(fake))), torch.cat((labels, fake_labels)))
-                real_logits, fake_logits = logits[:n], logits[n:]
-                g_loss = bce_g_loss(fake_logits)
-                d_loss = bce_d_loss(real_logits, fake_logits)
-            opt_g.zero_grad(set_to_none=True)
-            opt_d.zero_grad(set_to_none=True)
-            backward_g_and_d(d_loss, g_loss, fake_logits, g_params, d_params, row_scale)
-            opt_g.step()
-            opt_d.step()
+            plain_step(generator, discriminator, opt_g, opt_d, row_scale, real, labels, autocast)
             batches += 1
-            seen += n
+            seen += real.size(0)
     return timed_result(args, device, start, cpu_start, seen, batches)
 
 

@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -122,3 +124,26 @@ def test_end_to_end_warmup_runs_each_side_once_untimed_first(fake_mnist_session_
     table = capsys.readouterr().out
     # 20 s for 4 epochs of the 200-image split: 40 images/s, the warm-up's times in no row.
     assert "| lib | 20.00 s | 40 | 1.00x |" in table
+
+
+def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session_dir: Path) -> None:
+    # benchmarks/step_phases.py: the four phases of the bare loop's batch add up to it, each is timed, the optimizer
+    # steps once a batch, and the warm yardstick leaves the trained parameters and state untouched.
+    _runners()  # puts benchmarks/ on sys.path
+    phases = importlib.import_module("step_phases")
+    args = SimpleNamespace(seed=0, device="cpu", data_dir=str(fake_mnist_session_dir), plain_precision="32-true")
+    loader, generator, discriminator, opt_g, opt_d, row_scale, autocast, _ = phases.plain_setup(args)
+    times = phases.phase_times(loader, (generator, discriminator, opt_g, opt_d, row_scale, autocast), 2)
+    assert set(times) == {*phases.PHASES, "total"}
+    assert all(times[phase] > 0 for phase in phases.PHASES)
+    assert times["total"] == pytest.approx(sum(times[phase] for phase in phases.PHASES))
+    batches = 2 * len(loader)
+    for optimizer in (opt_g, opt_d):
+        assert all(int(state["step"]) == batches for state in optimizer.state.values())
+    before = [p.detach().clone() for p in generator.parameters()]
+    moments = [opt_g.state[p]["exp_avg"].clone() for p in generator.parameters()]
+    assert phases.adam_alone(opt_g, steps=2) > 0
+    for p, saved, moment in zip(generator.parameters(), before, moments, strict=True):
+        assert torch.equal(p, saved) and torch.equal(opt_g.state[p]["exp_avg"], moment)
+    with pytest.raises(SystemExit):
+        phases.main(["--rounds", "0"])

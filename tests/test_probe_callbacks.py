@@ -345,3 +345,28 @@ def test_top_k_generator_keeps_the_digits_d_scores_highest_as_the_run_goes() -> 
         _probes().TopKGenerator(keep=0.0)
     with pytest.raises(ValueError, match="relativistic"):
         _probes().TopKGenerator().setup(TRAINER, ConditionalGAN(latent_dim=8, loss="rpgan"), "fit")
+
+
+def test_discriminator_dropout_drops_ds_shared_features_in_training_only() -> None:
+    # benchmarks/probe_callbacks.py DiscriminatorDropout: h(x) dropped in train mode, untouched in eval mode.
+    gan = _gan()
+    images, labels = _real_batch()
+    d = gan.discriminator
+    with torch.no_grad():
+        d.eval()
+        plain = d._shared_features(images, labels)
+    _probes().DiscriminatorDropout(p=0.5).setup(TRAINER, gan, "fit")
+    _probes().DiscriminatorDropout(p=0.5).setup(TRAINER, gan, "fit")  # a second setup adds no second layer
+    assert sum(isinstance(m, torch.nn.Dropout) for m in d.features) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(d._shared_features(images, labels), plain)  # eval mode: as before
+        d.train()
+        torch.manual_seed(0)
+        dropped = d._shared_features(images, labels)
+    kept = dropped != 0
+    assert 0.3 < float(kept[plain != 0].float().mean()) < 0.7  # about half of the features dropped
+    torch.testing.assert_close(dropped[kept], 2 * plain[kept])  # the rest scaled by 1 / (1 - p)
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        _probes().DiscriminatorDropout(p=1.0)
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        _probes().DiscriminatorDropout().setup(TRAINER, ConditionalGAN(latent_dim=8), "fit")  # the MLP D
