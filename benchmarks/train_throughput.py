@@ -280,8 +280,12 @@ def plain_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     import torch
 
     from cgan_lightning import MLPDiscriminator, MLPGenerator, MNISTDataModule
+    from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
     from cgan_lightning.utilities.row_gradient_scale import RowGradientScale
 
+    # As the library's setup does: importing Lightning asked every Adam step for a CUDA check through NVML, which
+    # fails (and costs) where no NVIDIA driver is installed. The seed loop's process never imports Lightning.
+    skip_nvml_check_without_nvml()
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     data = MNISTDataModule(args.data_dir, download=False, batch_size=64, seed=args.seed)

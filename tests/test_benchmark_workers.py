@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 import torch
+
+from cgan_lightning.utilities import cuda_check
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -126,13 +129,17 @@ def test_end_to_end_warmup_runs_each_side_once_untimed_first(fake_mnist_session_
     assert "| lib | 20.00 s | 40 | 1.00x |" in table
 
 
-def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session_dir: Path) -> None:
+def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # benchmarks/step_phases.py: the four phases of the bare loop's batch add up to it, each is timed, the optimizer
     # steps once a batch, and the warm yardstick leaves the trained parameters and state untouched.
     _runners()  # puts benchmarks/ on sys.path
     phases = importlib.import_module("step_phases")
     args = SimpleNamespace(seed=0, device="cpu", data_dir=str(fake_mnist_session_dir), plain_precision="32-true")
+    monkeypatch.setenv(cuda_check.NVML_FLAG, "1")  # as `import lightning` sets it
     loader, generator, discriminator, opt_g, opt_d, row_scale, autocast, _ = phases.plain_setup(args)
+    # the bare loop drops the NVML-based CUDA check where NVML is missing, as the library's setup does
+    assert (os.environ.get(cuda_check.NVML_FLAG) == "1") == cuda_check.nvml_loadable()
     times = phases.phase_times(loader, (generator, discriminator, opt_g, opt_d, row_scale, autocast), 2)
     assert set(times) == {*phases.PHASES, "total"}
     assert all(times[phase] > 0 for phase in phases.PHASES)
