@@ -8,6 +8,7 @@ without the rest of the batch evicting its operands. On a shared host the rounds
 load slows: compute-bound ones (the products) or memory-bound ones (the optimizer's streams).
 
     python benchmarks/step_phases.py --data_dir ../shared/data --rounds 6
+    python benchmarks/step_phases.py --data_dir ../shared/data --rounds 6 --precision bf16-mixed
 """
 
 from __future__ import annotations
@@ -68,14 +69,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
+                        help="bf16-mixed: the forward and the losses under torch.autocast, as Lightning runs them")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.epochs < 1:
         parser.error(f"--rounds and --epochs must be >= 1, got {args.rounds} and {args.epochs}")
-    args.device, args.plain_precision = "cpu", "32-true"
+    args.device, args.plain_precision = "cpu", args.precision
     loader, generator, discriminator, opt_g, opt_d, row_scale, autocast, _ = plain_setup(args)
     networks = (generator, discriminator, opt_g, opt_d, row_scale, autocast)
     phase_times(loader, networks, 1)  # warm-up: allocator, thread pool, the optimizers' state
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {torch.get_num_threads()} threads, "
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {torch.get_num_threads()} threads, {args.precision}, "
           f"{args.epochs} epochs a round; ms per batch\n")
     print("| round | forward | backward | G's Adam step | D's Adam step | batch | G's Adam step alone, warm |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

@@ -154,3 +154,22 @@ def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session
         assert torch.equal(p, saved) and torch.equal(opt_g.state[p]["exp_avg"], moment)
     with pytest.raises(SystemExit):
         phases.main(["--rounds", "0"])
+
+
+def test_step_phases_precision_reaches_the_bare_loop(fake_mnist_session_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _runners()  # puts benchmarks/ on sys.path
+    phases = importlib.import_module("step_phases")
+    seen: list[Any] = []
+    original = phases.plain_setup
+
+    def spy(args: Any) -> tuple[Any, ...]:
+        built = original(args)
+        seen.append(built[6])  # the autocast context the step runs under
+        return built
+
+    monkeypatch.setattr(phases, "plain_setup", spy)
+    phases.main(["--data_dir", str(fake_mnist_session_dir), "--rounds", "1", "--epochs", "1",
+                 "--precision", "bf16-mixed"])
+    assert len(seen) == 1 and seen[0].fast_dtype == torch.bfloat16 and seen[0]._enabled
+    assert "bf16-mixed" in capsys.readouterr().out
