@@ -103,6 +103,13 @@ def row(name: str, samples: Tensor, sample_labels: Tensor, real: Tensor, real_la
     print(f"| {name} | {cells} | **{min(coverage):.3f}** | {sum(coverage) / 10:.3f} | {fid:.2f} |")
 
 
+def per_class(labels: Tensor) -> str:
+    """How many digits each class holds, for a row's label: ``1,000``, or the range ``946-1,067`` when uneven."""
+    counts = torch.bincount(labels)
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", required=True)
@@ -129,19 +136,20 @@ def main() -> None:
 
     print("| samples per class | " + " | ".join(f"class {k}" for k in range(10)) + " | worst | mean | FID mean |")
     print("|---|" + "---:|" * 13)
-    row("training split (500)", train_features, train_labels, eval_features, eval_labels)
+    row(f"training split ({per_class(train_labels)})", train_features, train_labels, eval_features, eval_labels)
     rng = torch.Generator().manual_seed(args.seed)
     both_labels = torch.cat([train_labels, train_labels])
+    doubled = per_class(both_labels)
     copies = extractor(shifted_by_one_pixel(train, rng))
-    row("training split + a copy shifted by one pixel (1,000)", torch.cat([train_features, copies]), both_labels,
+    row(f"training split + a copy shifted by one pixel ({doubled})", torch.cat([train_features, copies]), both_labels,
         eval_features, eval_labels)
     for shift, degrees, scale in jitters:
         copies = extractor(random_affine(train, rng, shift=shift, degrees=degrees, scale=scale))
-        row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale (1,000)",
+        row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale ({doubled})",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     for rms, sigma in elastic:
         copies = extractor(elastic_deformation(train, rng, rms=rms, sigma=sigma))
-        row(f"training split + a copy deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px (1,000)",
+        row(f"training split + a copy deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px ({doubled})",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
         model = load_generator(args.ckpt, args.latent_scale)

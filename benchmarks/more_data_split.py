@@ -2,14 +2,17 @@
 
 The coverage target asks for digits like the evaluation split's atypical ones, and the training split holds 500
 digits per class. This script splits the official 10,000-image evaluation split into two halves A and B, class by
-class (alternate digits of each class, in file order), and writes two MNIST folders in torchvision's layout that
+class (alternate digits of each class, in file order), and writes three MNIST folders in torchvision's layout that
 score against B alone:
 
 - ``<out>/base``: the training split as it is (500 per class) for training, B for evaluation;
-- ``<out>/more``: the training split plus half A (about 1,000 per class) for training, B for evaluation.
+- ``<out>/more``: the training split plus half A (about 1,000 per class) for training, B for evaluation;
+- ``<out>/half_a``: half A alone (about 500 per class, fresh digits of the evaluation's own source) for training, B
+  for evaluation: the reference of real digits that no generator saw.
 
 A generator trained on ``more`` and scored against B, beside one trained on ``base``, tells how much of the coverage
 gap closes with twice the training digits. Half A is never scored, and B is never trained on.
+``benchmarks/coverage_ceiling.py --data_dir <out>/<folder>`` scores each folder's training digits against B.
 
     python benchmarks/more_data_split.py --data_dir ../shared/data --out /tmp/more_data
 """
@@ -54,7 +57,7 @@ def write_folder(root: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[n
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default="../shared/data", help="folder holding MNIST/raw/")
-    parser.add_argument("--out", required=True, help="folder to write base/ and more/ into")
+    parser.add_argument("--out", required=True, help="folder to write base/, more/ and half_a/ into")
     args = parser.parse_args(argv)
     data = MNISTDataModule(args.data_dir, download=False)
     try:
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     more = np.concatenate([train[0], test_images[a]]), np.concatenate([train[1], test_labels[a]])
     write_folder(Path(args.out) / "base", train, half_b)
     write_folder(Path(args.out) / "more", more, half_b)
+    write_folder(Path(args.out) / "half_a", (test_images[a], test_labels[a]), half_b)
     print(f"base: {len(train[1])} training digits; more: {len(more[1])}; both scored against half B "
           f"({len(b)} digits, {np.bincount(test_labels[b]).min()}-{np.bincount(test_labels[b]).max()} per class)")
 

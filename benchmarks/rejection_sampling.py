@@ -133,11 +133,11 @@ def main() -> None:
                          verbose=False)
     scores = {key: float(value) for key, value in trainer.callback_metrics.items()}
     coverage = [value for key, value in scores.items() if key.startswith("val/coverage/class_")]
-    print(f"| FID mean | FID worst | accuracy | CAS (real {scores['val/cas/real']:.3f}) | coverage worst | precision "
-          "| recall | redrawn |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| FID mean | FID worst | accuracy | CAS (real {scores['val/cas/real']:.3f}) | coverage worst "
+          "| coverage mean | precision | recall | redrawn |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {scores['val/fid/mean']:.2f} | {scores['val/fid/worst']:.2f} | {scores['val/acc/mean']:.4f} | "
-          f"{scores['val/cas/mean']:.3f} | "
-          f"{min(coverage):.3f} | {scores['val/precision/mean']:.3f} | {scores['val/recall/mean']:.3f} | "
+          f"{scores['val/cas/mean']:.3f} | {min(coverage):.3f} | {sum(coverage) / len(coverage):.3f} | "
+          f"{scores['val/precision/mean']:.3f} | {scores['val/recall/mean']:.3f} | "
           f"{model.sample_redraws['redrawn'] / max(model.sample_redraws['drawn'], 1):.1%} |")
     if first_scores:
         first = torch.cat(first_scores)

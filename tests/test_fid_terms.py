@@ -134,3 +134,10 @@ def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
     for text in ("0.5", "0.5,0", "-1,4"):
         with pytest.raises(argparse.ArgumentTypeError, match="--elastic"):
             parse_elastic(text)
+
+
+def test_coverage_ceiling_labels_rows_with_the_digits_each_class_holds() -> None:
+    _fid_terms()  # puts benchmarks/ on sys.path
+    per_class = importlib.import_module("coverage_ceiling").per_class
+    assert per_class(torch.tensor([0, 0, 1, 1, 2, 2])) == "2"
+    assert per_class(torch.tensor([0] * 946 + [1] * 1068)) == "946-1,068"

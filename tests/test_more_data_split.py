@@ -40,10 +40,10 @@ def test_folders_train_on_the_split_or_split_plus_half_a_and_score_on_half_b(fak
     (train_images, train_labels), (test_images, test_labels) = source["train"], source["test"]
     a, b = split.halves(test_labels)
     assert set(a.tolist()).isdisjoint(b.tolist()) and len(a) + len(b) == len(test_labels)
-    for name, extra in (("base", []), ("more", [a])):
+    for name, own, extra in (("base", True, []), ("more", True, [a]), ("half_a", False, [a])):
         written = _splits(tmp_path / "out" / name)  # read back by the library, as a run reads it
         for column, (train_part, test_part) in enumerate(((train_images, test_images), (train_labels, test_labels))):
-            expected = np.concatenate([train_part, *(test_part[i] for i in extra)])
+            expected = np.concatenate([*([train_part] if own else []), *(test_part[i] for i in extra)])
             np.testing.assert_array_equal(written["train"][column], expected)
         np.testing.assert_array_equal(written["test"][0], test_images[b])
         np.testing.assert_array_equal(written["test"][1], test_labels[b])
