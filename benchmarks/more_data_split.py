@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     write_folder(Path(args.out) / "base", train, half_b)
     write_folder(Path(args.out) / "more", more, half_b)
     write_folder(Path(args.out) / "half_a", (test_images[a], test_labels[a]), half_b)
-    print(f"base: {len(train[1])} training digits; more: {len(more[1])}; both scored against half B "
-          f"({len(b)} digits, {np.bincount(test_labels[b]).min()}-{np.bincount(test_labels[b]).max()} per class)")
+    counts = np.bincount(test_labels[b])
+    print(f"training digits: base {len(train[1])}, more {len(more[1])}, half_a {len(a)}; all scored against half B "
+          f"({len(b)} digits, {counts.min()}-{counts.max()} per class)")
 
 
 if __name__ == "__main__":
