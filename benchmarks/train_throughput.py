@@ -283,7 +283,7 @@ def plain_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     from cgan_lightning.utilities.cuda_check import skip_nvml_check_without_nvml
     from cgan_lightning.utilities.row_gradient_scale import RowGradientScale
 
-    # As the library's setup does: importing Lightning asked every Adam step for a CUDA check through NVML, which
+    # As the library's setup does: after `import lightning` every Adam step asks for a CUDA check through NVML, which
     # fails (and costs) where no NVIDIA driver is installed. The seed loop's process never imports Lightning.
     skip_nvml_check_without_nvml()
     torch.manual_seed(args.seed)
