@@ -266,7 +266,8 @@ def plain_step(generator: Any, discriminator: Any, opt_g: Any, opt_d: Any, row_s
     mark("forward")
     opt_g.zero_grad(set_to_none=True)
     opt_d.zero_grad(set_to_none=True)
-    backward_g_and_d(d_loss, g_loss, fake_logits, list(generator.parameters()), list(discriminator.parameters()),
+    # The optimizers' own parameter lists: no new list per batch.
+    backward_g_and_d(d_loss, g_loss, fake_logits, opt_g.param_groups[0]["params"], opt_d.param_groups[0]["params"],
                      row_scale)
     mark("backward")
     opt_g.step()
