@@ -11,6 +11,12 @@ fixed permutations of it, with probability proportional to ``exp(score / --tempe
 adversarial logit (``--score adv``) or its frozen-feature critic's alone (``--score critic``): sampling-importance
 resampling with D's score, as in discriminator rejection sampling (Azadi et al. 2019) without its calibration.
 
+``--langevin_steps N`` (a probe) moves each first draw's latent by N steps of Langevin dynamics on the energy
+``|z|^2 / (2 s^2) - d(G(z), y)`` (``s`` the latent scale, ``d`` D's adversarial logit, with its frozen-feature critic):
+discriminator-driven latent sampling (Che et al. 2020), whose stationary distribution is G's tilted by
+``exp(d)``, i.e. towards what D judges real, before the class head's redraws. ``--langevin_step`` is the step size
+``eps`` (``z += eps / 2 * -grad E + sqrt(eps) * noise``; the noise seeded by the batch's latents).
+
 ``--standing_stats N`` (a probe) first recomputes the sampled generator's BatchNorm running statistics from N batches
 of 64 of its own samples (N(0, I) latents, uniform labels), instead of the live G's that the EMA copies ("standing
 statistics", Brock et al. 2019).
@@ -20,6 +26,8 @@ statistics", Brock et al. 2019).
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --candidates 4 --temperature 1
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.1 --min_prob 0.7 \
         --standing_stats 200
+    python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
+        --langevin_steps 20 --langevin_step 0.01
 """
 
 from __future__ import annotations
@@ -92,6 +100,39 @@ def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float
     return resampled
 
 
+def langevin_energy_gradient(model: ConditionalGAN, z: torch.Tensor, labels: torch.Tensor, scale: float,
+                              ema: bool | None = None) -> torch.Tensor:
+    """``grad_z E`` for ``E(z) = |z|^2 / (2 scale^2) - d(G(z), y)``, D and G in eval mode, no weight touched."""
+    network = model.generator_ema.module if model.generator_ema is not None and ema is not False else model.generator
+    # Trainer.validate runs the callbacks under inference mode, which enable_grad alone does not lift.
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(network), eval_mode(model.discriminator):
+        z, labels = z.detach().clone().requires_grad_(True), labels.clone()
+        logits = model.discriminator(network(z, labels), labels)
+        (grad,) = torch.autograd.grad(logits.sum(), z)
+    return z.detach() / scale**2 - grad
+
+
+def langevin_refined(model: ConditionalGAN, steps: int, step_size: float) -> Callable[..., torch.Tensor]:
+    """``model.sample`` whose first draws' latents first take ``steps`` Langevin steps on D's energy."""
+    sample, scale = model.sample, model.sample_latent_scale
+
+    def refined(labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                ema: bool | None = None, redraw: bool = True) -> torch.Tensor:
+        if not redraw:  # the interference and traversal grids render fixed latents
+            return sample(labels, z=z, generator=generator, ema=ema, redraw=False)
+        labels = torch.as_tensor(labels)
+        z = model.draw_latents(labels.numel(), generator) if z is None else z
+        scaled = z * scale  # sample() scales its latents: refine in that space, hand back unscaled
+        rng = torch.Generator().manual_seed(int((z[:, :4].abs().sum() * 1e6).item()) % (2**31))
+        for _ in range(steps):
+            noise = torch.randn(scaled.shape, generator=rng)
+            scaled = scaled - step_size / 2 * langevin_energy_gradient(model, scaled, labels, scale, ema) \
+                + step_size**0.5 * noise
+        return sample(labels, z=scaled / scale, ema=ema, redraw=True)
+
+    return refined
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_generator_arguments(parser)  # --ckpt, --data_dir, --samples_per_class, --seed, --latent_scale
@@ -103,7 +144,13 @@ def main() -> None:
                         help="D's adversarial logit, or its frozen-feature critic's alone")
     parser.add_argument("--standing_stats", type=int, default=0,
                         help="recompute G's BatchNorm statistics from this many batches of its samples (probe)")
+    parser.add_argument("--langevin_steps", type=int, default=0,
+                        help="Langevin steps on D's energy for each first draw's latent (probe; 0: off)")
+    parser.add_argument("--langevin_step", type=float, default=0.01, help="the Langevin step size eps")
     args = parser.parse_args()
+    if args.langevin_steps < 0 or args.langevin_step <= 0:
+        parser.error(f"--langevin_steps must be >= 0 and --langevin_step > 0, got {args.langevin_steps} and "
+                     f"{args.langevin_step}")
     if args.candidates < 1 or args.temperature <= 0:
         parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
     if args.standing_stats < 0:
@@ -123,6 +170,8 @@ def main() -> None:
     if args.candidates > 1:
         model.sample = resample_by_score(model, args.candidates, args.temperature, args.score,  # type: ignore[method-assign]
                                          first_scores)
+    if args.langevin_steps > 0:
+        model.sample = langevin_refined(model, args.langevin_steps, args.langevin_step)  # type: ignore[method-assign]
     callbacks = [PerClassFID(samples_per_class=args.samples_per_class, seed=args.seed),
                  SampleQuality(samples_per_class=args.samples_per_class, seed=args.seed, nearest_k=5),
                  ClassificationAccuracyScore(epochs=3)]

@@ -168,6 +168,50 @@ def test_standing_statistics_refuse_a_generator_without_running_statistics() -> 
         recompute(gan, batches=1)
 
 
+class _EvalOnlyCritic(torch.nn.Module):
+    """A stand-in D with a sizeable gradient: minus the squared distance to a per-label target image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets = torch.nn.Parameter(torch.rand(10, 784, generator=torch.Generator().manual_seed(2)))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        assert not self.training, "sampling must score with D in eval mode"
+        return -(images.flatten(1) - self.targets[labels]).pow(2).sum(1)
+
+
+def test_langevin_gradient_is_the_prior_minus_ds_logit_gradient_and_the_refined_latents_move() -> None:
+    # rejection_sampling.py --langevin_steps N: grad E = z / s^2 - grad_z d(G(z), y), with D and G in eval mode.
+    _probes()  # puts benchmarks/ on sys.path
+    sampling = importlib.import_module("rejection_sampling")
+    gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, sample_latent_scale=1.5,
+                         generator=partial(DCGANGenerator, base_channels=4),
+                         discriminator=partial(ACGANDiscriminator, base_channels=4))
+    gan.discriminator = _EvalOnlyCritic()
+    z, labels = torch.randn(5, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3, 4])
+    assert gan.generator_ema is not None
+
+    grad = sampling.langevin_energy_gradient(gan, z, labels, scale=1.5)
+
+    leaf = z.clone().requires_grad_(True)
+    gan.discriminator.eval()
+    gan.generator_ema.module.eval()
+    d_grad = torch.autograd.grad(gan.discriminator(gan.generator_ema.module(leaf, labels), labels).sum(), leaf)[0]
+    gan.discriminator.train()
+    assert d_grad.abs().max() > 1e-3  # far above the comparison's tolerance (1e-5)
+    torch.testing.assert_close(grad, z / 1.5**2 - d_grad)
+    assert gan.discriminator.training  # its mode is restored
+
+    calls: list[torch.Tensor] = []
+    gan.sample = lambda labels, z=None, generator=None, ema=None, redraw=True: calls.append(z) or z  # type: ignore
+    refined = sampling.langevin_refined(gan, steps=2, step_size=0.01)
+    refined(labels, z=z)
+    refined(labels, z=z)
+    assert not torch.allclose(calls[0], z)  # the latents moved
+    torch.testing.assert_close(calls[0], calls[1])  # reproducibly: the noise is seeded by the latents
+    assert torch.equal(refined(labels, z=z, redraw=False), z)  # the fixed-latent grids are left as drawn
+
+
 def _trainer_with_train_split() -> Any:
     """A stand-in trainer whose data module serves a 40-digit uint8 train split, 4 per class."""
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
