@@ -27,7 +27,7 @@ statistics", Brock et al. 2019).
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.1 --min_prob 0.7 \
         --standing_stats 200
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
-        --langevin_steps 20 --langevin_step 0.01
+        --langevin_steps 20 --langevin_step 0.05
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ def main() -> None:
     if args.langevin_steps < 0 or args.langevin_step <= 0:
         parser.error(f"--langevin_steps must be >= 0 and --langevin_step > 0, got {args.langevin_steps} and "
                      f"{args.langevin_step}")
+    if args.langevin_steps > 0 and args.candidates > 1:
+        parser.error("--langevin_steps and --candidates are two probes of the sampling: give one of them")
     if args.candidates < 1 or args.temperature <= 0:
         parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
     if args.standing_stats < 0:

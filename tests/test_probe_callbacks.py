@@ -212,6 +212,21 @@ def test_langevin_gradient_is_the_prior_minus_ds_logit_gradient_and_the_refined_
     assert torch.equal(refined(labels, z=z, redraw=False), z)  # the fixed-latent grids are left as drawn
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--langevin_steps", "-1"], "--langevin_steps must be >= 0"),
+    (["--langevin_steps", "5", "--langevin_step", "0"], "--langevin_step > 0"),
+    (["--langevin_steps", "5", "--candidates", "4"], "give one of them"),
+])
+def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anything(
+        argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _probes()  # puts benchmarks/ on sys.path
+    main = importlib.import_module("rejection_sampling").main
+    monkeypatch.setattr(sys, "argv", ["rejection_sampling.py", "--ckpt", "missing.ckpt", "--data_dir", "none", *argv])
+    with pytest.raises(SystemExit):
+        main()
+    assert message in capsys.readouterr().err
+
+
 def _trainer_with_train_split() -> Any:
     """A stand-in trainer whose data module serves a 40-digit uint8 train split, 4 per class."""
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
