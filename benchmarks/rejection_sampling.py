@@ -67,6 +67,32 @@ def recompute_norm_statistics(model: ConditionalGAN, batches: int, batch_size: i
         network.train(was_training)
 
 
+#: What a probe does with a batch's first draws: ``(labels, z, ema) -> images``.
+FirstDraws = Callable[[torch.Tensor, torch.Tensor, "bool | None"], torch.Tensor]
+
+
+def wrap_first_draws(model: ConditionalGAN, draw: FirstDraws) -> Callable[..., torch.Tensor]:
+    """A stand-in for ``model.sample`` that hands the first draws (labels, latents) to ``draw``.
+
+    The interference and traversal grids (``redraw=False``) keep ``model.sample``'s fixed latents untouched.
+    """
+    sample = model.sample
+
+    def wrapped(labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                ema: bool | None = None, redraw: bool = True) -> torch.Tensor:
+        if not redraw:
+            return sample(labels, z=z, generator=generator, ema=ema, redraw=False)
+        labels = torch.as_tensor(labels)
+        return draw(labels, model.draw_latents(labels.numel(), generator) if z is None else z, ema)
+
+    return wrapped
+
+
+def latent_seeded_generator(z: torch.Tensor) -> torch.Generator:
+    """A random stream seeded by a batch's latents: the same latents get the same noise (reproducible samples)."""
+    return torch.Generator().manual_seed(int((z[:, :4].abs().sum() * 1e6).item()) % (2**31))
+
+
 def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float, score: str,
                       first_scores: list[torch.Tensor]) -> Callable[..., torch.Tensor]:
     """``model.sample`` picking each image among ``candidates`` by D's score; ``first_scores`` gets the first draws'."""
@@ -80,24 +106,18 @@ def resample_by_score(model: ConditionalGAN, candidates: int, temperature: float
                 return discriminator.feature_critic(images, labels)
             return discriminator(images, labels)
 
-    def resampled(labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                  ema: bool | None = None, redraw: bool = True) -> torch.Tensor:
-        if not redraw:  # the interference and traversal grids render fixed latents
-            return sample(labels, z=z, generator=generator, ema=ema, redraw=False)
-        labels = torch.as_tensor(labels)
-        z = model.draw_latents(labels.numel(), generator) if z is None else z
+    def resampled(labels: torch.Tensor, z: torch.Tensor, ema: bool | None) -> torch.Tensor:
         redraw_doubted = model.sample_min_class_prob > 0
         images = torch.stack([sample(labels, z=z if p is None else z[:, p], ema=ema, redraw=redraw_doubted)
                               for p in [None, *permutations]], dim=1)  # [B, K, C, H, W]
         scores = torch.stack([scored(images[:, k], labels) for k in range(candidates)], dim=1)  # [B, K]
         first_scores.append(scores[:, 0])
         # Gumbel-max: a draw proportional to exp(score / T), its noise seeded by the batch's latents (reproducible)
-        rng = torch.Generator().manual_seed(int((z[:, :4].abs().sum() * 1e6).item()) % (2**31))
-        gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=rng).clamp_min(1e-12)))
+        gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=latent_seeded_generator(z)).clamp_min(1e-12)))
         pick = (scores / temperature + gumbel).argmax(dim=1)
         return images[torch.arange(len(pick)), pick]
 
-    return resampled
+    return wrap_first_draws(model, resampled)
 
 
 def langevin_energy_gradient(model: ConditionalGAN, z: torch.Tensor, labels: torch.Tensor, scale: float,
@@ -116,21 +136,16 @@ def langevin_refined(model: ConditionalGAN, steps: int, step_size: float) -> Cal
     """``model.sample`` whose first draws' latents first take ``steps`` Langevin steps on D's energy."""
     sample, scale = model.sample, model.sample_latent_scale
 
-    def refined(labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                ema: bool | None = None, redraw: bool = True) -> torch.Tensor:
-        if not redraw:  # the interference and traversal grids render fixed latents
-            return sample(labels, z=z, generator=generator, ema=ema, redraw=False)
-        labels = torch.as_tensor(labels)
-        z = model.draw_latents(labels.numel(), generator) if z is None else z
+    def refined(labels: torch.Tensor, z: torch.Tensor, ema: bool | None) -> torch.Tensor:
         scaled = z * scale  # sample() scales its latents: refine in that space, hand back unscaled
-        rng = torch.Generator().manual_seed(int((z[:, :4].abs().sum() * 1e6).item()) % (2**31))
+        rng = latent_seeded_generator(z)
         for _ in range(steps):
             noise = torch.randn(scaled.shape, generator=rng)
             scaled = scaled - step_size / 2 * langevin_energy_gradient(model, scaled, labels, scale, ema) \
                 + step_size**0.5 * noise
         return sample(labels, z=scaled / scale, ema=ema, redraw=True)
 
-    return refined
+    return wrap_first_draws(model, refined)
 
 
 def main() -> None:

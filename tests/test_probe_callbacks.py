@@ -212,6 +212,29 @@ def test_langevin_gradient_is_the_prior_minus_ds_logit_gradient_and_the_refined_
     assert torch.equal(refined(labels, z=z, redraw=False), z)  # the fixed-latent grids are left as drawn
 
 
+def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_temperature() -> None:
+    # benchmarks/rejection_sampling.py --candidates K --temperature T: a draw among K candidates by exp(D's score / T).
+    _probes()  # puts benchmarks/ on sys.path
+    sampling = importlib.import_module("rejection_sampling")
+    gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, generator=partial(DCGANGenerator, base_channels=4),
+                         discriminator=partial(ACGANDiscriminator, base_channels=4))
+    gan.discriminator = _EvalOnlyCritic()
+    z, labels = torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 10
+    first_scores: list[torch.Tensor] = []
+    resampled = sampling.resample_by_score(gan, candidates=4, temperature=1e-6, score="adv", first_scores=first_scores)
+
+    images = resampled(labels, z=z)
+
+    with torch.no_grad():
+        gan.discriminator.eval()
+        first = gan.discriminator(gan.sample(labels, z=z), labels)
+        picked = gan.discriminator(images, labels)
+    torch.testing.assert_close(first_scores[0], first)  # the first draws' scores are reported
+    assert bool((picked >= first).all()) and bool((picked > first).any())  # the best of four, not the first draw
+    assert torch.equal(resampled(labels, z=z), images)  # reproducibly
+    assert torch.equal(resampled(labels, z=z, redraw=False), gan.sample(labels, z=z, redraw=False))
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--langevin_steps", "-1"], "--langevin_steps must be >= 0"),
     (["--langevin_steps", "5", "--langevin_step", "0"], "--langevin_step > 0"),
