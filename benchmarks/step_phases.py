@@ -27,17 +27,18 @@ PHASES = ("forward", "backward", "g_step", "d_step")
 def phase_times(loader: Iterable[Any], networks: tuple[Any, ...], epochs: int) -> dict[str, float]:
     """Milliseconds per batch of each phase (and ``total``) over ``epochs`` passes of ``loader``."""
     seconds = dict.fromkeys(PHASES, 0.0)
+    last = 0.0
     batches = 0
+
+    def mark(phase: str) -> None:  # one closure for the whole run, not one per batch
+        nonlocal last
+        now = time.perf_counter()
+        seconds[phase] += now - last
+        last = now
+
     for _ in range(epochs):
         for real, labels in loader:
             last = time.perf_counter()
-
-            def mark(phase: str) -> None:
-                nonlocal last
-                now = time.perf_counter()
-                seconds[phase] += now - last
-                last = now
-
             plain_step(*networks[:5], real, labels, networks[5], mark)
             batches += 1
     times = {phase: 1e3 * s / batches for phase, s in seconds.items()}

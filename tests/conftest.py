@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import struct
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -14,6 +16,16 @@ REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAS_REAL_MNIST = (REAL_DATA_DIR / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()
 
 requires_real_mnist = pytest.mark.skipif(not HAS_REAL_MNIST, reason=f"real MNIST not found in {REAL_DATA_DIR}")
+
+#: The benchmark scripts, which some tests import as modules.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (the folder goes on ``sys.path`` once, as the scripts import each other)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 def write_idx_images(path: Path, images: torch.Tensor) -> None:

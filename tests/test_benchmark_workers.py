@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
+from conftest import benchmark_module
 
 from cgan_lightning.utilities import cuda_check
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _runners() -> Any:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module("runners")
+    return benchmark_module("runners")
 
 
 @pytest.mark.slow
@@ -51,8 +46,7 @@ def test_epoch_timer_splits_each_epoch(fake_mnist_session_dir: Path, tmp_path: P
     from cgan_lightning import ConditionalGAN
     from cgan_lightning.data.mnist import MNISTDataModule
 
-    _runners()  # puts benchmarks/ on sys.path
-    timer = importlib.import_module("epoch_timer").EpochTimer(report_at_exit=False)
+    timer = benchmark_module("epoch_timer").EpochTimer(report_at_exit=False)
     trainer = pl.Trainer(max_epochs=3, limit_train_batches=3, limit_val_batches=1, accelerator="cpu",
                          callbacks=[timer], default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     trainer.fit(ConditionalGAN(), MNISTDataModule(str(fake_mnist_session_dir), download=False, batch_size=8))
@@ -77,8 +71,7 @@ def test_hook_timer_counts_each_callbacks_hooks_and_the_evidence_share(fake_mnis
         def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             time.sleep(0.1)
 
-    _runners()  # puts benchmarks/ on sys.path
-    timer = importlib.import_module("hook_timer").HookTimer(evidence=("SlowEvidence",), report_at_exit=False)
+    timer = benchmark_module("hook_timer").HookTimer(evidence=("SlowEvidence",), report_at_exit=False)
     trainer = pl.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, num_sanity_val_steps=0,
                          accelerator="cpu", callbacks=[SlowEvidence(), timer], default_root_dir=tmp_path,
                          logger=False, enable_progress_bar=False)
@@ -93,8 +86,7 @@ def test_hook_timer_counts_each_callbacks_hooks_and_the_evidence_share(fake_mnis
 
 
 def _end_to_end() -> Any:
-    _runners()  # puts benchmarks/ on sys.path
-    return importlib.import_module("end_to_end")
+    return benchmark_module("end_to_end")
 
 
 def test_end_to_end_device_reaches_the_loops_not_the_library(tmp_path: Path) -> None:
@@ -133,8 +125,7 @@ def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # benchmarks/step_phases.py: the four phases of the bare loop's batch add up to it, each is timed, the optimizer
     # steps once a batch, and the warm yardstick leaves the trained parameters and state untouched.
-    _runners()  # puts benchmarks/ on sys.path
-    phases = importlib.import_module("step_phases")
+    phases = benchmark_module("step_phases")
     args = SimpleNamespace(seed=0, device="cpu", data_dir=str(fake_mnist_session_dir), plain_precision="32-true")
     monkeypatch.setenv(cuda_check.NVML_FLAG, "1")  # as `import lightning` sets it
     loader, generator, discriminator, opt_g, opt_d, row_scale, autocast, _ = phases.plain_setup(args)
@@ -158,8 +149,7 @@ def test_step_phases_split_each_batch_and_time_adam_on_a_copy(fake_mnist_session
 
 def test_step_phases_precision_reaches_the_bare_loop(fake_mnist_session_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    _runners()  # puts benchmarks/ on sys.path
-    phases = importlib.import_module("step_phases")
+    phases = benchmark_module("step_phases")
     seen: list[Any] = []
     original = phases.plain_setup
 

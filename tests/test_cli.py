@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import benchmark_module
 
 from cgan_lightning.cli.lightning_cli import main
 
@@ -44,10 +44,7 @@ def test_main_job_config_is_the_recommended_design() -> None:
 
 
 def _quality_runs() -> Any:
-    benchmarks = str(EXAMPLES[0].parents[1] / "benchmarks")
-    if benchmarks not in sys.path:
-        sys.path.insert(0, benchmarks)
-    return importlib.import_module("quality_runs")
+    return benchmark_module("quality_runs")
 
 
 @pytest.mark.parametrize("variant", ["recommended", "recommended_nchw", "recommended_channels_last",

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import benchmark_module
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TEMPERATURE, M_P = 0.5, 0.98
 
 
 def _d2d() -> Any:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module("d2d_cross_entropy").d2d_cross_entropy
+    return benchmark_module("d2d_cross_entropy").d2d_cross_entropy
 
 
 def test_samples_at_their_proxies_and_apart_leave_only_the_softmax_floor() -> None:

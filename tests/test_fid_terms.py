@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import benchmark_module
 
 
 def _fid_terms() -> Any:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module("fid_terms").fid_terms
+    return benchmark_module("fid_terms").fid_terms
 
 
 @pytest.fixture
@@ -50,8 +44,7 @@ def test_too_little_variety_is_covariance_term_and_low_spread(real: torch.Tensor
 
 def test_mean_class_fid_averages_the_classes(real: torch.Tensor) -> None:
     # benchmarks/feature_space_fid.py: the mean over classes of each class's FID against its own real images.
-    _fid_terms()  # puts benchmarks/ on sys.path
-    mean_class_fid = importlib.import_module("feature_space_fid").mean_class_fid
+    mean_class_fid = benchmark_module("feature_space_fid").mean_class_fid
     labels = torch.arange(len(real)) % 2
     shifted = real + 0.5 * (labels == 1).double().unsqueeze(1)  # class 1 moved by 0.5 in each of 6 features
     assert mean_class_fid(real, labels, real, labels) == pytest.approx(0.0, abs=1e-6)
@@ -61,8 +54,7 @@ def test_mean_class_fid_averages_the_classes(real: torch.Tensor) -> None:
 def test_covered_marks_the_real_balls_that_hold_another_sample() -> None:
     # benchmarks/coverage_sources.py: coverage's per-sample count. Real points 0, 1, ..., 9 on a line (k = 1: each
     # ball's radius is 1, strict); a point at 0.5 lies in the balls of 0 and 1 only, one at 20 in none.
-    _fid_terms()
-    covered = importlib.import_module("coverage_sources").covered
+    covered = benchmark_module("coverage_sources").covered
     real = torch.arange(10.0).unsqueeze(1)
     hits = covered(real, torch.tensor([[0.5], [20.0]]), nearest_k=1)
     assert hits.tolist() == [True, True] + [False] * 8
@@ -73,8 +65,7 @@ def test_covered_marks_the_real_balls_that_hold_another_sample() -> None:
 def test_miss_overlap_counts_shared_misses_against_chance() -> None:
     # benchmarks/missed_digits.py. Real points 0, ..., 9 on a line (k = 1: radius 1); A at 0.5 covers 0 and 1,
     # B at 0.4 and 5.5 covers 0, 1, 5 and 6.
-    _fid_terms()
-    miss_overlap = importlib.import_module("missed_digits").miss_overlap
+    miss_overlap = benchmark_module("missed_digits").miss_overlap
     real = torch.arange(10.0).unsqueeze(1)
     overlap = miss_overlap(real, torch.tensor([[0.5]]), torch.tensor([[0.4], [5.5]]), nearest_k=1)
     assert (overlap.digits, overlap.missed_a, overlap.missed_b, overlap.missed_both) == (10, 8, 6, 6)
@@ -86,8 +77,7 @@ def test_miss_overlap_counts_shared_misses_against_chance() -> None:
 def test_shifted_copies_move_each_digit_one_pixel_without_resampling() -> None:
     # benchmarks/coverage_ceiling.py: each copy is its image moved one pixel in one of the 8 directions, the border
     # filled with the background (-1), every other value kept exactly (no interpolation).
-    _fid_terms()
-    shifted_by_one_pixel = importlib.import_module("coverage_ceiling").shifted_by_one_pixel
+    shifted_by_one_pixel = benchmark_module("coverage_ceiling").shifted_by_one_pixel
     images = torch.rand(64, 1, 6, 5, generator=torch.Generator().manual_seed(0))  # every value distinct
     copies = shifted_by_one_pixel(images, torch.Generator().manual_seed(1))
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
@@ -102,8 +92,7 @@ def test_shifted_copies_move_each_digit_one_pixel_without_resampling() -> None:
 
 
 def test_coverage_ceiling_refuses_a_malformed_jitter() -> None:
-    _fid_terms()
-    parse_jitter = importlib.import_module("coverage_ceiling").parse_jitter
+    parse_jitter = benchmark_module("coverage_ceiling").parse_jitter
     assert parse_jitter("1,5,0.05") == (1.0, 5.0, 0.05)
     with pytest.raises(argparse.ArgumentTypeError, match="SHIFT,DEGREES,SCALE"):
         parse_jitter("1,5")
@@ -112,8 +101,7 @@ def test_coverage_ceiling_refuses_a_malformed_jitter() -> None:
 def test_elastic_copies_bend_each_digit_by_the_asked_displacement() -> None:
     # benchmarks/coverage_ceiling.py: no displacement gives the digits back; a displacement moves every digit, keeps
     # the range, fills with the background, and a larger one moves the digits further.
-    _fid_terms()
-    ceiling = importlib.import_module("coverage_ceiling")
+    ceiling = benchmark_module("coverage_ceiling")
     images = torch.full((8, 1, 28, 28), -1.0)
     images[:, :, 6:22, 12:16] = 1.0  # a bar, like a one
     still = ceiling.elastic_deformation(images, torch.Generator().manual_seed(0), rms=0.0, sigma=4.0)
@@ -128,8 +116,7 @@ def test_elastic_copies_bend_each_digit_by_the_asked_displacement() -> None:
 
 
 def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
-    _fid_terms()
-    parse_elastic = importlib.import_module("coverage_ceiling").parse_elastic
+    parse_elastic = benchmark_module("coverage_ceiling").parse_elastic
     assert parse_elastic("0.5,4") == (0.5, 4.0)
     for text in ("0.5", "0.5,0", "-1,4"):
         with pytest.raises(argparse.ArgumentTypeError, match="--elastic"):
@@ -137,7 +124,6 @@ def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
 
 
 def test_coverage_ceiling_labels_rows_with_the_digits_each_class_holds() -> None:
-    _fid_terms()  # puts benchmarks/ on sys.path
-    per_class = importlib.import_module("coverage_ceiling").per_class
+    per_class = benchmark_module("coverage_ceiling").per_class
     assert per_class(torch.tensor([0, 0, 1, 1, 2, 2])) == "2"
     assert per_class(torch.tensor([0] * 946 + [1] * 1068)) == "946-1,068"

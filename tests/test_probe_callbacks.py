@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from functools import partial
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
+from conftest import benchmark_module
 
 from cgan_lightning import ConditionalGAN
 from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANGenerator
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 def _probes() -> Any:
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module("probe_callbacks")
+    return benchmark_module("probe_callbacks")
 
 
 def _gan(mode_seeking_weight: float = 0.0, class_moment_weight: float = 0.0) -> ConditionalGAN:
@@ -133,8 +128,7 @@ def test_probes_refuse_bad_settings(name: str, kwargs: dict[str, float], message
 def test_standing_statistics_average_the_sampled_generators_own_batches() -> None:
     # benchmarks/rejection_sampling.py --standing_stats N: the EMA generator's BatchNorm statistics become the mean of
     # its batch statistics over N batches of its own samples, in place of the live G's copied ones.
-    _probes()  # puts benchmarks/ on sys.path
-    recompute = importlib.import_module("rejection_sampling").recompute_norm_statistics
+    recompute = benchmark_module("rejection_sampling").recompute_norm_statistics
     gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, generator=partial(DCGANGenerator, base_channels=4),
                          discriminator=partial(ACGANDiscriminator, base_channels=4))
     assert gan.generator_ema is not None
@@ -157,8 +151,7 @@ def test_standing_statistics_average_the_sampled_generators_own_batches() -> Non
 
 
 def test_standing_statistics_refuse_a_generator_without_running_statistics() -> None:
-    _probes()  # puts benchmarks/ on sys.path
-    recompute = importlib.import_module("rejection_sampling").recompute_norm_statistics
+    recompute = benchmark_module("rejection_sampling").recompute_norm_statistics
     gan = ConditionalGAN(latent_dim=8, generator=partial(DCGANGenerator, base_channels=4),
                          discriminator=partial(ACGANDiscriminator, base_channels=4))
     for m in gan.generator.modules():
@@ -182,8 +175,7 @@ class _EvalOnlyCritic(torch.nn.Module):
 
 def test_langevin_gradient_is_the_prior_minus_ds_logit_gradient_and_the_refined_latents_move() -> None:
     # rejection_sampling.py --langevin_steps N: grad E = z / s^2 - grad_z d(G(z), y), with D and G in eval mode.
-    _probes()  # puts benchmarks/ on sys.path
-    sampling = importlib.import_module("rejection_sampling")
+    sampling = benchmark_module("rejection_sampling")
     gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, sample_latent_scale=1.5,
                          generator=partial(DCGANGenerator, base_channels=4),
                          discriminator=partial(ACGANDiscriminator, base_channels=4))
@@ -214,8 +206,7 @@ def test_langevin_gradient_is_the_prior_minus_ds_logit_gradient_and_the_refined_
 
 def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_temperature() -> None:
     # benchmarks/rejection_sampling.py --candidates K --temperature T: a draw among K candidates by exp(D's score / T).
-    _probes()  # puts benchmarks/ on sys.path
-    sampling = importlib.import_module("rejection_sampling")
+    sampling = benchmark_module("rejection_sampling")
     gan = ConditionalGAN(latent_dim=8, ema_decay=0.99, generator=partial(DCGANGenerator, base_channels=4),
                          discriminator=partial(ACGANDiscriminator, base_channels=4))
     gan.discriminator = _EvalOnlyCritic()
@@ -242,8 +233,7 @@ def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_te
 ])
 def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anything(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    _probes()  # puts benchmarks/ on sys.path
-    main = importlib.import_module("rejection_sampling").main
+    main = benchmark_module("rejection_sampling").main
     monkeypatch.setattr(sys, "argv", ["rejection_sampling.py", "--ckpt", "missing.ckpt", "--data_dir", "none", *argv])
     with pytest.raises(SystemExit):
         main()
