@@ -10,7 +10,10 @@ by class, in the shipped classifier's feature space, for sample sets built from 
   (``--jitter SHIFT,DEGREES,SCALE``, bilinear resampling as the classifier's training augments; repeatable);
 - ``training split + an elastically deformed copy``: the same digits and one copy of each under a smooth random
   displacement field (Simard et al. 2003: uniform noise smoothed by a Gaussian of ``SIGMA`` pixels, scaled here to a
-  root-mean-square displacement of ``RMS`` pixels; ``--elastic RMS,SIGMA``, repeatable): strokes bent, not just moved.
+  root-mean-square displacement of ``RMS`` pixels; ``--elastic RMS,SIGMA``, repeatable): strokes bent, not just moved;
+- ``training split + a slanted copy``: the same digits and one copy of each sheared horizontally by a factor drawn
+  uniformly from ``±AMOUNT`` (``--shear AMOUNT``, repeatable; none by default): the slant, in which writers differ
+  most, changed and nothing else.
 
 The sets with copies are 1,000 digits per class, as many as the evaluation callbacks draw from a generator, each a
 real digit or a near-copy of one: what a generator that reproduced its training data, with small variations of each
@@ -84,6 +87,16 @@ def elastic_deformation(images: Tensor, generator: torch.Generator, rms: float, 
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=True) - 1
 
 
+def sheared(images: Tensor, generator: torch.Generator, amount: float) -> Tensor:
+    """Each image ``[B, C, H, W]`` in ``[-1, 1]`` slanted about its centre: the pixel at ``(x, y)`` is read from
+    ``(x + s * y, y)`` (coordinates in ``[-1, 1]``), ``s`` uniform in ``±amount`` per image; bilinear, border -1."""
+    factor = (torch.rand(len(images), generator=generator) * 2 - 1) * amount
+    theta = torch.zeros(len(images), 2, 3, dtype=images.dtype)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 1] = 1.0, 1.0, factor
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
 def shifted_by_one_pixel(images: Tensor, generator: torch.Generator) -> Tensor:
     """Each image ``[B, C, H, W]`` in ``[-1, 1]`` moved one pixel in one of 8 directions, the border filled with -1."""
     offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -119,12 +132,16 @@ def main() -> None:
     default_elastic = " ".join(DEFAULT_ELASTIC)
     parser.add_argument("--elastic", action="append", type=parse_elastic,
                         help=f"RMS,SIGMA of an elastically deformed copy; repeatable (default: {default_elastic})")
+    parser.add_argument("--shear", action="append", type=float, default=[],
+                        help="AMOUNT of a slanted copy (shear factor uniform in ±AMOUNT); repeatable (default: none)")
     parser.add_argument("--seed", type=int, default=0,
                         help="of the jitter and the deformations (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
     parser.add_argument("--latent_scale", type=float, default=None,
                         help="its latents this many times N(0, I) (default: the checkpoint's own scale)")
     args = parser.parse_args()
+    if any(not 0 <= amount <= 1 for amount in args.shear):
+        parser.error(f"--shear takes a factor in [0, 1], e.g. 0.3; got {args.shear}")
     jitters = args.jitter or [parse_jitter(text) for text in DEFAULT_JITTERS]
     elastic = args.elastic or [parse_elastic(text) for text in DEFAULT_ELASTIC]
 
@@ -150,6 +167,10 @@ def main() -> None:
     for rms, sigma in elastic:
         copies = extractor(elastic_deformation(train, rng, rms=rms, sigma=sigma))
         row(f"training split + a copy deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px ({doubled})",
+            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+    for amount in args.shear:
+        copies = extractor(sheared(train, rng, amount))
+        row(f"training split + a copy slanted by a shear of up to {amount:g} ({doubled})",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
         model = load_generator(args.ckpt, args.latent_scale)

@@ -201,11 +201,13 @@ class MomentMatching(Callback):
     penultimate layer (128 values) applied to the same block, the kind of space FID is measured in (another
     classifier's). ``tap`` picks another of the critic's tapped blocks: 0 is its shallower one (block 2 of the
     shipped critic, 1,568 values), so that the probe, added to ``class_moment_weight``'s term on the deepest block,
-    matches both.
+    matches both. ``real_shear`` s > 0 takes the real moments over the training digits and one copy of each slanted
+    by a shear uniform in ``±s`` (``coverage_ceiling.sheared``): the distribution D sees under
+    ``RealAffine(p=0.5, shear=s)`` with no other deformation.
     """
 
     def __init__(self, weight: float = 1.0, momentum: float = 0.9, std: bool = True, vectorized: bool = False,
-                 covariance_rank: int = 0, penultimate: bool = False, tap: int = -1) -> None:
+                 covariance_rank: int = 0, penultimate: bool = False, tap: int = -1, real_shear: float = 0.0) -> None:
         if weight < 0 or not 0.0 <= momentum < 1.0:
             raise ValueError(f"MomentMatching needs weight >= 0 and 0 <= momentum < 1, got {weight} and {momentum}")
         if covariance_rank < 0 or (covariance_rank > 0 and not vectorized):
@@ -214,6 +216,9 @@ class MomentMatching(Callback):
         self.weight, self.momentum, self.std, self.vectorized = weight, momentum, std, vectorized
         self.rank = covariance_rank
         self.penultimate, self.tap = penultimate, tap
+        if not 0.0 <= real_shear <= 1.0:
+            raise ValueError(f"MomentMatching's real_shear must be in [0, 1], got {real_shear}")
+        self.real_shear = real_shear
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         critic = _critic(pl_module)
@@ -223,6 +228,12 @@ class MomentMatching(Callback):
             raise ValueError("MomentMatching reads the training split's moments through the data module's "
                              "split('train'): use an in-memory data module (MNISTDataModule, ImageFolderDataModule)")
         images, labels = split("train")
+        images = normalize(images)
+        if self.real_shear:
+            from coverage_ceiling import sheared
+
+            copies = sheared(images, torch.Generator().manual_seed(0), self.real_shear)
+            images, labels = torch.cat([images, copies]), torch.cat([labels, labels])
         # With penultimate: the critic classifier's own penultimate layer on top of the same block (128 values).
         embed = load_critic_features("mnist").embed[0] if self.penultimate else None
 
@@ -231,7 +242,7 @@ class MomentMatching(Callback):
             return flat if embed is None else F.relu(F.linear(flat, embed.weight.detach(), embed.bias.detach()))
 
         with torch.no_grad():
-            f = torch.cat([space(critic._taps(normalize(images[i:i + 500]))[self.tap])
+            f = torch.cat([space(critic._taps(images[i:i + 500])[self.tap])
                            for i in range(0, len(images), 500)])
         classes = pl_module.num_classes
         self.real_mean = torch.stack([f[labels == c].mean(0) for c in range(classes)])

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import benchmark_module
+from torch import Tensor
 
 
 def _fid_terms() -> Any:
@@ -113,6 +114,29 @@ def test_elastic_copies_bend_each_digit_by_the_asked_displacement() -> None:
     moved_large = (large - images).flatten(1).abs().sum(1)
     assert bool((moved_small > 0.5).all()) and bool((moved_large > moved_small).all())
     torch.testing.assert_close(large[:, :, 0, 0], images[:, :, 0, 0])  # the background stays background
+
+
+def test_slanted_copies_lean_a_vertical_bar_and_keep_its_middle_row() -> None:
+    # benchmarks/coverage_ceiling.py: no shear gives the digits back; a shear leans a vertical bar (its top row moves
+    # one way, its bottom row the other, the middle row stays), keeps the range and the background.
+    ceiling = benchmark_module("coverage_ceiling")
+    images = torch.full((64, 1, 28, 28), -1.0)
+    images[:, :, 4:24, 12:16] = 1.0  # a bar, like a one, rows 4-23 (centre between rows 13 and 14)
+    still = ceiling.sheared(images, torch.Generator().manual_seed(0), amount=0.0)
+    torch.testing.assert_close(still, images, atol=1e-5, rtol=0)
+    slanted = ceiling.sheared(images, torch.Generator().manual_seed(0), amount=0.4)
+    assert slanted.min() >= -1 and slanted.max() <= 1
+    torch.testing.assert_close(slanted[:, :, :, 0], images[:, :, :, 0])  # the background stays background
+    columns = torch.arange(28, dtype=torch.float32)
+
+    def centre(row: int) -> Tensor:  # the bar's horizontal centre of mass in one row, per image
+        ink = slanted[:, 0, row] + 1
+        return (ink * columns).sum(1) / ink.sum(1)
+
+    top, bottom = centre(5) - 13.5, centre(22) - 13.5
+    assert bool((top * bottom <= 0).all())  # the two ends move apart, one to each side
+    assert float((top - bottom).abs().max()) > 3  # a shear of up to 0.4 over 17 rows leans some bars by pixels
+    assert float((top - bottom).abs().std()) > 0.5  # each image draws its own factor
 
 
 def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:

@@ -303,6 +303,28 @@ def test_moment_matching_vectorized_equals_the_per_class_loop(monkeypatch: pytes
     torch.testing.assert_close(means[1], means[0], rtol=1e-5, atol=1e-6)
 
 
+def test_moment_matching_with_real_shear_takes_the_moments_of_the_digits_and_their_slanted_copies(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    trainer = _trainer_with_train_split()
+    train_images, train_labels = trainer.datamodule.split("train")
+    plain, slanted = _probes().MomentMatching(), _probes().MomentMatching(real_shear=0.4)
+    plain.on_fit_start(trainer, _gan())
+    slanted.on_fit_start(trainer, gan := _gan())
+    digits = normalize(train_images)
+    copies = benchmark_module("coverage_ceiling").sheared(digits, torch.Generator().manual_seed(0), 0.4)
+    critic = gan.discriminator.feature_critic
+    assert critic is not None
+    with torch.no_grad():
+        features = critic._taps(torch.cat([digits, copies]))[-1].flatten(1)
+    labels = torch.cat([train_labels, train_labels])
+    expected = torch.stack([features[labels == c].mean(0) for c in range(10)])
+    torch.testing.assert_close(slanted.real_mean, expected, rtol=1e-4, atol=1e-5)
+    assert float((slanted.real_mean - plain.real_mean).abs().max()) > 1e-3  # the copies moved the moments
+    with pytest.raises(ValueError, match="real_shear must be in"):
+        _probes().MomentMatching(real_shear=1.5)
+
+
 def test_moment_matching_refuses_a_data_module_without_splits() -> None:
     trainer = SimpleNamespace(datamodule=object())
     with pytest.raises(ValueError, match="in-memory data module"):
