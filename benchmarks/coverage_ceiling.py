@@ -12,8 +12,7 @@ by class, in the shipped classifier's feature space, for sample sets built from 
   displacement field (Simard et al. 2003: uniform noise smoothed by a Gaussian of ``SIGMA`` pixels, scaled here to a
   root-mean-square displacement of ``RMS`` pixels; ``--elastic RMS,SIGMA``, repeatable): strokes bent, not just moved;
 - ``training split + a slanted copy``: the same digits and one copy of each sheared horizontally by a factor drawn
-  uniformly from ``±AMOUNT`` (``--shear AMOUNT``, repeatable; none by default): the slant, in which writers differ
-  most, changed and nothing else.
+  uniformly from ``±AMOUNT`` (``--shear AMOUNT``, repeatable; none by default): the slant changed and nothing else.
 
 The sets with copies are 1,000 digits per class, as many as the evaluation callbacks draw from a generator, each a
 real digit or a near-copy of one: what a generator that reproduced its training data, with small variations of each
