@@ -42,6 +42,7 @@ from lightning.pytorch import Trainer, seed_everything
 
 from cgan_lightning import ConditionalGAN, MNISTDataModule, SamplerModule
 from cgan_lightning.callbacks import ClassificationAccuracyScore, PerClassFID, SampleQuality
+from cgan_lightning.data.mnist import normalize
 from cgan_lightning.utilities.eval_mode import eval_mode
 
 
@@ -153,6 +154,10 @@ def main() -> None:
     add_generator_arguments(parser)  # --ckpt, --data_dir, --samples_per_class, --seed, --latent_scale
     parser.set_defaults(latent_scale=1.0)  # like --min_prob, in place of the checkpoint's own: plain by default
     parser.add_argument("--min_prob", type=float, default=0.0, help="redraw under this class-head probability")
+    parser.add_argument("--tilt_temperature", type=float, default=0.0,
+                        help="ConditionalGAN's sample_tilt_temperature (0: off); a checkpoint without the tilt's "
+                             "training statistics gets them fitted on --data_dir's training split")
+    parser.add_argument("--tilt_candidates", type=int, default=4, help="ConditionalGAN's sample_tilt_candidates")
     parser.add_argument("--candidates", type=int, default=1, help="resample among this many by D's score (probe)")
     parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
     parser.add_argument("--score", choices=["adv", "critic"], default="adv",
@@ -174,8 +179,15 @@ def main() -> None:
         parser.error(f"--standing_stats must be >= 0 (0: off), got {args.standing_stats}")
 
     seed_everything(0)
-    model = ConditionalGAN.load_from_checkpoint(args.ckpt, map_location="cpu", sample_latent_scale=args.latent_scale,
-                                                sample_min_class_prob=args.min_prob)
+    try:
+        model = ConditionalGAN.load_from_checkpoint(
+            args.ckpt, map_location="cpu", sample_latent_scale=args.latent_scale, sample_min_class_prob=args.min_prob,
+            sample_tilt_temperature=args.tilt_temperature, sample_tilt_candidates=args.tilt_candidates)
+    except ValueError as error:
+        parser.error(str(error))
+    if model.sample_tilt is not None and model.sample_tilt.real is None:
+        train_images, train_labels = MNISTDataModule(args.data_dir, download=False).split("train")
+        model.fit_sample_tilt(normalize(train_images), train_labels)
     if args.score == "critic" and getattr(model.discriminator, "feature_critic", None) is None:
         parser.error("--score critic needs a discriminator with a frozen-feature critic (feature_critic: mnist)")
     if args.standing_stats > 0:

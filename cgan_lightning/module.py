@@ -17,6 +17,16 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 from typing_extensions import override
 
+from cgan_lightning.feature_tilt import (
+    CALIBRATION_SAMPLES,
+    CALIBRATION_SEED,
+    TILT_CHECKPOINT_KEY,
+    FeatureTilt,
+    candidate_permutations,
+    check_tilt_options,
+    selection_noise,
+    tilt_critic,
+)
 from cgan_lightning.losses import (
     DiscriminatorPenalty,
     GeneratorLoss,
@@ -234,6 +244,12 @@ class ConditionalGAN(LightningModule):
             under this (0: off). Needs a discriminator with a class head
             (:class:`~cgan_lightning.nn.dcgan.ACGANDiscriminator`); see :mod:`cgan_lightning.sampling`. An image is
             redrawn from fixed permutations of its latent, at most 3 times, so it still depends only on ``(z, label)``.
+        sample_tilt_temperature: :meth:`sample` picks each image among ``sample_tilt_candidates`` by the density ratio
+            of the training split's features to G's, to the power ``1 / T`` (0: off; 6 in ``examples/mnist.yaml``).
+            Needs D's ``feature_critic``; see :mod:`cgan_lightning.feature_tilt`. The training split's statistics are
+            fitted at the start of ``fit`` and kept in checkpoints; G's are refitted from its own samples whenever the
+            global step has changed since the last draw.
+        sample_tilt_candidates: candidates per sample of the tilt (its latent and fixed permutations of it).
         class_names: one name per label (linked from the data module by the CLI). They are shown in per-class tables,
             grid captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
         lr_decay: the last fraction of training over which both learning rates fall linearly to 0 (0: off). They
@@ -277,6 +293,8 @@ class ConditionalGAN(LightningModule):
         class_moment_weight: float = 0.0,
         sample_latent_scale: float = 1.0,
         sample_min_class_prob: float = 0.0,
+        sample_tilt_temperature: float = 0.0,
+        sample_tilt_candidates: int = 4,
         class_names: list[str] | None = None,
         lr_decay: float = 0.0,
     ) -> None:
@@ -366,6 +384,14 @@ class ConditionalGAN(LightningModule):
         self.class_moments = build_class_moments(self.discriminator, num_classes, class_moment_weight)
         self.sample_latent_scale, self.sample_min_class_prob = check_sampling_options(
             sample_latent_scale, sample_min_class_prob, self.discriminator)
+        self.sample_tilt_temperature, self.sample_tilt_candidates = check_tilt_options(sample_tilt_temperature,
+                                                                                       sample_tilt_candidates)
+        if self.sample_tilt_temperature > 0:
+            tilt_critic(self.discriminator)  # the tilt reads its features
+        #: The tilt's per-class Gaussians (:mod:`cgan_lightning.feature_tilt`), and the (global step, EMA) of G's fit.
+        self.sample_tilt = FeatureTilt(num_classes) if self.sample_tilt_temperature > 0 else None
+        self._tilt_fitted_for: tuple[int, bool] | None = None
+        self._tilt_permutations = candidate_permutations(latent_dim, self.sample_tilt_candidates)
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -444,20 +470,78 @@ class ConditionalGAN(LightningModule):
         if z is None:
             z = self.draw_latents(labels.numel(), generator)
         check_latents(z, labels.numel(), self.latent_dim)
-        z = z.to(self.device, cast(torch.dtype, self.dtype)) * self.sample_latent_scale
+        z = z.to(self.device, cast(torch.dtype, self.dtype))
+        use_ema = self.generator_ema is not None and ema is not False
+        if redraw and self.sample_tilt is not None:
+            images = self._tilted_draw(z, labels, use_ema)
+        else:
+            images = self._draw(z * self.sample_latent_scale, labels, use_ema, redraw)
+        return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
+
+    def _draw(self, z: Tensor, labels: Tensor, use_ema: bool, redraw: bool) -> Tensor:
+        """G's images of scaled latents ``z``, redrawing those D's class head doubts when ``redraw`` asks."""
         # The EMA copy is always in eval mode; G's raw weights and D are put in it for the draw.
-        network = self.generator_ema if self.generator_ema is not None and ema is not False else self.generator
+        network = cast(nn.Module, self.generator_ema if use_ema else self.generator)
         with eval_mode(network):
             if not redraw or self.sample_min_class_prob == 0:
-                images = network(z, labels)
-            else:
-                head = cast(ClassHead, self.discriminator)  # checked in __init__
-                with eval_mode(self.discriminator):  # no spectral-norm power iteration: D's state is untouched
-                    images, doubted = redraw_doubted(z, labels, network, head.label_probability,
-                                                     self.sample_min_class_prob, self._redraw_permutations)
-                self.sample_redraws["drawn"] += labels.numel()
-                self.sample_redraws["redrawn"] += doubted
-        return check_samples(images, labels, tolerance=math.inf)  # NaN weights: an error, not NaN images
+                return cast(Tensor, network(z, labels))
+            head = cast(ClassHead, self.discriminator)  # checked in __init__
+            with eval_mode(self.discriminator):  # no spectral-norm power iteration: D's state is untouched
+                images, doubted = redraw_doubted(z, labels, network, head.label_probability,
+                                                 self.sample_min_class_prob, self._redraw_permutations)
+            self.sample_redraws["drawn"] += labels.numel()
+            self.sample_redraws["redrawn"] += doubted
+            return images
+
+    def _tilted_draw(self, z: Tensor, labels: Tensor, use_ema: bool) -> Tensor:
+        """Each image picked among its candidates by ``exp(log_ratio / T)`` (:mod:`cgan_lightning.feature_tilt`)."""
+        tilt = cast(FeatureTilt, self.sample_tilt)
+        self._fit_tilt(tilt, use_ema)
+        critic = tilt_critic(self.discriminator)
+        latents = [z, *(z[:, p.to(z.device)] for p in self._tilt_permutations)]
+        images = torch.stack([self._draw(c * self.sample_latent_scale, labels, use_ema, True) for c in latents], 1)
+        scores = torch.stack([tilt.log_ratio(critic.features_of(images[:, k]), labels)
+                              for k in range(len(latents))], 1)  # [B, K]
+        pick = (scores / self.sample_tilt_temperature + selection_noise(z.cpu(), len(latents))).argmax(1)
+        return images[torch.arange(labels.numel(), device=images.device), pick.to(images.device)]
+
+    def _fit_tilt(self, tilt: FeatureTilt, use_ema: bool) -> None:
+        """Fit the training split's Gaussians if no checkpoint brought them, and G's if its weights moved since."""
+        if tilt.real is None:
+            trainer = attached_trainer(self)
+            if trainer is None or getattr(trainer, "datamodule", None) is None:
+                raise ValueError("sample_tilt_temperature > 0 needs the training split's feature statistics, which "
+                                 "this model has not fitted (they are fitted by fit() and kept in its checkpoints): "
+                                 "call model.fit_sample_tilt(train_images, train_labels) with the training images "
+                                 "in [-1, 1], or set sample_tilt_temperature=0")
+            self.fit_sample_tilt(*training_images(trainer))
+        if self._tilt_fitted_for == (self.global_step, use_ema) and tilt.generated is not None:
+            return
+        labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(CALIBRATION_SAMPLES)
+        rng = torch.Generator().manual_seed(CALIBRATION_SEED)
+        critic = tilt_critic(self.discriminator)
+        features = torch.cat([critic.features_of(self._draw(torch.randn(len(chunk), self.latent_dim, generator=rng)
+                                                            .to(self.device) * self.sample_latent_scale,
+                                                            chunk, use_ema, True))
+                              for chunk in labels.split(1000)])
+        tilt.fit_generated(features, labels)
+        self._tilt_fitted_for = (self.global_step, use_ema)
+
+    @torch.no_grad()
+    def fit_sample_tilt(self, images: Tensor, labels: Tensor) -> None:
+        """Fit the sampling tilt's training statistics on the training images (``[-1, 1]``) and labels.
+
+        ``fit()`` does this at its start; call it for a model built or loaded without them.
+
+        Raises:
+            ValueError: the model has no tilt (``sample_tilt_temperature=0``), or a class has too few images.
+        """
+        if self.sample_tilt is None:
+            raise ValueError("fit_sample_tilt: this model samples without the tilt (sample_tilt_temperature=0)")
+        labels = torch.as_tensor(labels)
+        features = tilt_critic(self.discriminator).features_of(torch.as_tensor(images).to(self.device))
+        self.sample_tilt.fit_real(features, labels)
+        self._tilt_fitted_for = None
 
     def draw_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` latents from N(0, I) on the module's device (reproducibly when ``generator`` is given)."""
@@ -499,9 +583,14 @@ class ConditionalGAN(LightningModule):
             path=trainer.ckpt_path if trainer is not None and is_local_path(trainer.ckpt_path) else None,
         )
         self.training_rng.load(checkpoint)
+        if self.sample_tilt is not None and TILT_CHECKPOINT_KEY in checkpoint:
+            self.sample_tilt.load_state_dict(checkpoint[TILT_CHECKPOINT_KEY])
+            self._tilt_fitted_for = None
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.sample_tilt is not None and self.sample_tilt.real is not None:
+            checkpoint[TILT_CHECKPOINT_KEY] = self.sample_tilt.state_dict()
         if not self.training_rng.started:  # not fitting (validate/test): no training noise to keep
             return
         state = self.training_rng.state()
@@ -535,13 +624,16 @@ class ConditionalGAN(LightningModule):
         atypical = self.atypical_weighting if self.atypical_weighting is not None and not bool(
             self.atypical_weighting.fitted) else None
         moments = self.class_moments if self.class_moments is not None and not bool(self.class_moments.fitted) else None
-        if atypical is None and moments is None:
+        tilt = self.sample_tilt is not None and self.sample_tilt.real is None
+        if atypical is None and moments is None and not tilt:
             return
-        images, labels = training_images(self.trainer)  # read (and normalized) once for both
+        images, labels = training_images(self.trainer)  # read (and normalized) once for all
         if atypical is not None:
             atypical.fit(images, labels)
         if moments is not None:
             moments.fit(feature_critic_of(self.discriminator).features_of(images.to(self.device)), labels)
+        if tilt:
+            self.fit_sample_tilt(images, labels)
 
     @override
     def configure_optimizers(self) -> OptimizerLRScheduler:

@@ -29,7 +29,7 @@ from torch import Tensor
 from cgan_lightning.utilities.argument_checks import check_number
 
 #: ``ConditionalGAN``'s hyperparameters that change how it samples and none of its weights.
-SAMPLING_OPTIONS = ("sample_latent_scale", "sample_min_class_prob")
+SAMPLING_OPTIONS = ("sample_latent_scale", "sample_min_class_prob", "sample_tilt_temperature", "sample_tilt_candidates")
 #: The seed of the redraws' latent permutations: fixed, so a model samples the same images on every run.
 REDRAW_SEED = 1234
 #: Redraws per sample at most.

@@ -47,7 +47,8 @@ def _quality_runs() -> Any:
     return benchmark_module("quality_runs")
 
 
-@pytest.mark.parametrize("variant", ["recommended", "recommended_nchw", "recommended_channels_last",
+@pytest.mark.parametrize("variant", ["recommended", "recommended_untilted", "recommended_nchw",
+                                     "recommended_channels_last",
                                      "recommended_lr_decay",
                                      "recommended_constant_lr", "recommended_g1", "plain", "plain_critic",
                                      "plain_mode_seeking", "baseline", "critic", "lr3e3", "mode_seeking",
@@ -70,8 +71,8 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert {"PerClassFID", "SampleQuality", "ClassificationAccuracyScore"} <= callbacks
     assert ("LearningRateMonitor" in callbacks) == (variant == "extra")
     lr, batch = config["model"]["optimizer_g"]["init_args"]["lr"], config["data"]["init_args"]["batch_size"]
-    recommended = ("recommended", "recommended_nchw", "recommended_channels_last", "recommended_lr_decay",
-                   "recommended_constant_lr", "recommended_g1")
+    recommended = ("recommended", "recommended_untilted", "recommended_nchw", "recommended_channels_last",
+                   "recommended_lr_decay", "recommended_constant_lr", "recommended_g1")
     at_3e3_16 = (*recommended, "plain", "plain_critic", "plain_mode_seeking", "extra")
     assert (lr, batch) == ((0.003, 16) if variant in at_3e3_16 else {"lr3e3": (0.003, 32)}.get(variant, (0.001, 32)))
     # The recommended config's critic and mode-seeking term: only where the ablation keeps or adds them.
@@ -81,25 +82,28 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert mode_seeking == {**dict.fromkeys(recommended, 0.3), "extra": 0.3, "plain_mode_seeking": 0.3,
                             "mode_seeking": 1.0, "all": 0.0}.get(variant, 0.0)
     # Three G updates per batch in the shipped config; the ablation's variants ran at one.
-    three = ("recommended", "recommended_nchw", "recommended_channels_last", "recommended_lr_decay",
-             "recommended_constant_lr", "extra")
+    three = ("recommended", "recommended_untilted", "recommended_nchw", "recommended_channels_last",
+             "recommended_lr_decay", "recommended_constant_lr", "extra")
     assert config["model"]["g_steps_per_batch"] == (3 if variant in three else 1)
     # The learning-rate decay, atypical weighting and sampling of the shipped config; the variants measured before
     # them ran without.
     model = config["model"]
-    decayed = ("recommended", "recommended_nchw", "recommended_channels_last", "recommended_lr_decay", "extra")
+    latest = ("recommended", "recommended_untilted", "extra")  # the shipped config's training as it is now
+    decayed = (*latest, "recommended_nchw", "recommended_channels_last", "recommended_lr_decay")
     assert model["lr_decay"] == (0.5 if variant in decayed else 0.0)
-    shipped = variant in ("recommended", "recommended_nchw", "recommended_channels_last", "extra")
+    shipped = variant in (*latest, "recommended_nchw", "recommended_channels_last")
     assert model["atypical_weighting"] == (0.25 if shipped else 0.0)
     # Latents 1.05 times wider in the shipped config, 1.1 in the variants measured before it, 1 before rejection.
-    latent_scale = 1.05 if variant in ("recommended", "extra") else 1.1 if shipped else 1.0
+    latent_scale = 1.05 if variant in latest else 1.1 if shipped else 1.0
     assert (model["sample_latent_scale"], model["sample_min_class_prob"]) == (latent_scale, 0.7 if shipped else 0.0)
     # The per-class moment matching and channels-last networks of the shipped config; the variants measured before
     # them ran without (channels-last networks alone in their own variant).
-    assert model["class_moment_weight"] == (30.0 if variant in ("recommended", "extra") else 0.0)
-    channels_last = variant in ("recommended", "recommended_channels_last", "extra")
+    assert model["class_moment_weight"] == (30.0 if variant in latest else 0.0)
+    channels_last = variant in (*latest, "recommended_channels_last")
     for network in ("generator", "discriminator"):
         assert model[network]["init_args"].get("channels_last", False) == channels_last
+    # The sampling tilt of the shipped config; every variant measured before it ran without.
+    assert model["sample_tilt_temperature"] == (6.0 if variant in ("recommended", "extra") else 0.0)
 
 
 @pytest.mark.parametrize("config", MNIST_EXAMPLES, ids=lambda p: p.stem)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import benchmark_module
 
+from cgan_lightning.nn.dcgan import DCGANGenerator
+
 
 def _networks() -> Any:
     return benchmark_module("probe_networks")
@@ -34,3 +36,38 @@ def test_label_input_generator_feeds_each_labels_embedding_to_the_first_layer() 
 def test_label_input_generator_refuses_bad_settings(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _networks().LabelInputGenerator(latent_dim=8, base_channels=4, **kwargs)
+
+
+def test_latent_modulated_generator_starts_as_its_parent_and_lets_z_scale_each_norm() -> None:
+    torch.manual_seed(0)
+    parent = DCGANGenerator(latent_dim=8, base_channels=4).eval()
+    torch.manual_seed(0)
+    generator = _networks().LatentModulatedGenerator(latent_dim=8, base_channels=4).eval()
+    z, labels = torch.randn(3, 8), torch.tensor([0, 3, 7])
+    torch.testing.assert_close(generator(z, labels), parent(z, labels))
+    with torch.no_grad():
+        generator.latent_modulations[1].weight[:, 0] = 1.0  # the second norm's scale and shift read z[:, 0]
+    moved = generator(z, labels) - parent(z, labels)
+    assert (moved.flatten(1).abs().amax(dim=1) > 1e-4).all()
+    z_without_first = z.clone()
+    z_without_first[:, 0] = 0.0
+    torch.testing.assert_close(generator(z_without_first, labels), parent(z_without_first, labels))
+
+
+def test_latent_modulated_generator_refuses_norms_without_per_class_tables() -> None:
+    with pytest.raises(ValueError, match="use conditioning='cbn'"):
+        _networks().LatentModulatedGenerator(latent_dim=8, base_channels=4, conditioning="film")
+
+
+def test_noise_injection_generator_starts_as_its_parent_and_varies_once_its_strength_grows() -> None:
+    torch.manual_seed(0)
+    parent = DCGANGenerator(latent_dim=8, base_channels=4).eval()
+    torch.manual_seed(0)
+    generator = _networks().NoiseInjectionGenerator(latent_dim=8, base_channels=4).eval()
+    z, labels = torch.randn(3, 8), torch.tensor([0, 3, 7])
+    torch.testing.assert_close(generator(z, labels), parent(z, labels))
+    with torch.no_grad():
+        generator.noise_strengths[0].fill_(1.0)
+    first, second = generator(z, labels), generator(z, labels)
+    assert (first - second).flatten(1).abs().amax(dim=1).min() > 1e-4  # a fresh noise map in each pass
+    assert first.shape == (3, 1, 28, 28)

@@ -253,6 +253,9 @@ def _sampling_note(model: Any) -> str:
     if min_prob > 0:
         counts = model.sample_redraws
         note += f"; {counts['redrawn']} of {counts['drawn']} redrawn under class probability {min_prob:g}"
+    tilt = getattr(model, "sample_tilt_temperature", 0.0)
+    if tilt > 0:
+        note += f"; tilted towards the training features at temperature {tilt:g}"
     return note
 
 

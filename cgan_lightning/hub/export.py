@@ -62,17 +62,18 @@ def generator_spec(model: Any) -> dict[str, Any]:
 def sampling_beyond_generator(model: Any) -> str | None:
     """What a GAN's ``sample`` does that its generator alone does not (wider latents, rejection by D), or ``None``."""
     scale, min_prob = getattr(model, "sample_latent_scale", 1.0), getattr(model, "sample_min_class_prob", 0.0)
-    if scale == 1 and min_prob == 0:
+    tilt = getattr(model, "sample_tilt_temperature", 0.0)
+    if scale == 1 and min_prob == 0 and tilt == 0:
         return None
-    return (f"sample_latent_scale={scale}, sample_min_class_prob={min_prob}: the export holds G only and samples "
-            "N(0, I) latents without rejection by D's class head")
+    return (f"sample_latent_scale={scale}, sample_min_class_prob={min_prob}, sample_tilt_temperature={tilt}: the "
+            "export holds G only and samples N(0, I) latents without rejection by D's class head or the feature tilt")
 
 
 def pretrained_from_gan(model: Any, ema: bool | None = None) -> PretrainedGenerator:
     """A :class:`PretrainedGenerator` on the CPU holding a copy of the GAN's generator weights.
 
-    It samples as G alone: the model's ``sample_latent_scale`` and ``sample_min_class_prob`` (wider latents,
-    rejection by D's class head) do not travel with it.
+    It samples as G alone: the model's ``sample_latent_scale``, ``sample_min_class_prob`` and
+    ``sample_tilt_temperature`` (wider latents, rejection by D's class head, the feature tilt) do not travel with it.
 
     Args:
         model: a :class:`~cgan_lightning.ConditionalGAN`.
