@@ -445,7 +445,8 @@ class ConditionalGAN(LightningModule):
         """Draw one image per label, in eval mode and without gradients; the previous train/eval mode is restored.
 
         Latents are scaled by ``sample_latent_scale``; with ``sample_min_class_prob`` set, images D's class head
-        doubts are redrawn (:mod:`cgan_lightning.sampling`).
+        doubts are redrawn (:mod:`cgan_lightning.sampling`); with ``sample_tilt_temperature`` set, each image is
+        picked among ``sample_tilt_candidates`` (:mod:`cgan_lightning.feature_tilt`).
 
         Args:
             labels: class ids ``[B]`` (tensor, list or single int).
@@ -453,8 +454,8 @@ class ConditionalGAN(LightningModule):
             generator: a ``torch.Generator`` (on the CPU or the module's device) that makes the draw reproducible.
             ema: draw with the EMA of G's weights (``True``), the raw weights (``False``), or the EMA whenever
                 the model keeps one (``None``).
-            redraw: ``False``: keep every image drawn from its own ``z`` even with ``sample_min_class_prob`` set
-                (the interference test and the traversal render fixed latents).
+            redraw: ``False``: keep every image drawn from its own ``z`` even with ``sample_min_class_prob`` or
+                ``sample_tilt_temperature`` set (the interference test and the traversal render fixed latents).
 
         Returns:
             Images ``[B, C, H, W]`` in ``[-1, 1]`` on the module's device.

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
 from torch import Tensor
 
 from cgan_lightning import ConditionalGAN, feature_tilt
+from cgan_lightning.cli.sample import main as sample_main
 from cgan_lightning.feature_tilt import (
     TILT_CHECKPOINT_KEY,
     FeatureTilt,
@@ -147,3 +149,38 @@ def test_gs_gaussian_is_refitted_once_the_global_step_moves(monkeypatch: pytest.
     model.sample([0, 1])
     assert tilt.generated is not fitted and tilt.generated is not None
     assert not torch.allclose(tilt.generated["mean"], fitted["mean"])  # type: ignore[index]
+
+
+def _tilted_checkpoint(path: Path, fitted: bool) -> Path:
+    generator = {"class_path": "cgan_lightning.nn.dcgan.DCGANGenerator", "init_args": {"base_channels": 8}}
+    critic = {"class_path": "cgan_lightning.nn.dcgan.ACGANDiscriminator",
+              "init_args": {"base_channels": 8, "feature_critic": "mnist"}}
+    torch.manual_seed(0)
+    model = ConditionalGAN(latent_dim=16, generator=generator, discriminator=critic,  # type: ignore[arg-type]
+                           sample_tilt_temperature=1.0 if fitted else 0.0)
+    if fitted:
+        model.fit_sample_tilt(*_real_images())
+    trainer = Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_the_sample_cli_tilts_as_the_checkpoint_says_and_refuses_a_tilt_without_statistics(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tilted = _tilted_checkpoint(tmp_path / "tilted.ckpt", fitted=True)
+    common = ["--labels", "all", "--n_per_label", "4", "--seed", "0"]
+    sample_main(["--ckpt_path", str(tilted), *common, "--out", str(tmp_path / "tilted.pt")])
+    assert "tilted towards the training features at temperature 1" in capsys.readouterr().out
+    sample_main(["--ckpt_path", str(tilted), *common, "--tilt_temperature", "0", "--out", str(tmp_path / "plain.pt")])
+    model = ConditionalGAN.load_from_checkpoint(tilted)
+    labels = torch.arange(10).repeat_interleave(4)
+    expected = model.sample(labels, generator=torch.Generator().manual_seed(0), ema=False)
+    torch.testing.assert_close(torch.load(tmp_path / "tilted.pt")["images"], expected)
+    assert not torch.equal(torch.load(tmp_path / "plain.pt")["images"], expected)
+    untilted = _tilted_checkpoint(tmp_path / "untilted.ckpt", fitted=False)
+    with pytest.raises(SystemExit) as exit_info:
+        sample_main(["--ckpt_path", str(untilted), *common, "--tilt_temperature", "6",
+                     "--out", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2
+    assert "lacks (its run sampled without the tilt): use --tilt_temperature 0" in capsys.readouterr().err

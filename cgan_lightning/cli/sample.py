@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_class_prob", type=float, default=None,
                         help="redraw samples to which D's class head gives their label a probability under this "
                              "(needs an ACGANDiscriminator; default: the checkpoint's sample_min_class_prob, 0: off)")
+    parser.add_argument("--tilt_temperature", type=float, default=None,
+                        help="pick each sample among candidates by how typical of the training features it is, at "
+                             "this temperature (needs a checkpoint of a run with the tilt; default: the checkpoint's "
+                             "sample_tilt_temperature, 0: off)")
     parser.add_argument("--device", default="cpu", help="where to run the generator (default: cpu)")
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="allow arbitrary pickled objects in the checkpoint (needed for some checkpoints "
@@ -123,7 +127,8 @@ def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = Fal
                    sampling: dict[str, float] | None = None) -> ConditionalGAN:
     """Load a :class:`ConditionalGAN` for sampling, turning every failure into a :class:`SampleError`.
 
-    ``sampling`` overrides the checkpoint's sampling options (``sample_latent_scale``, ``sample_min_class_prob``).
+    ``sampling`` overrides the checkpoint's sampling options (``sample_latent_scale``, ``sample_min_class_prob``,
+    ``sample_tilt_temperature``).
     """
     path = Path(ckpt_path)
     if not path.exists():
@@ -146,6 +151,10 @@ def load_generator(ckpt_path: str | Path, device: str = "cpu", trust: bool = Fal
         raise SampleError(f"{path} is not a cgan-lightning ConditionalGAN checkpoint (missing {error})") from None
     except Exception as error:  # torch raises RuntimeError/EOFError/... on damaged files
         raise SampleError(f"could not read checkpoint {path}: {_first_line(error)} (truncated or corrupt?)") from None
+    if model.sample_tilt is not None and model.sample_tilt.real is None:
+        raise SampleError(f"--tilt_temperature {model.sample_tilt_temperature:g} needs the training split's feature "
+                          f"statistics, which {path} lacks (its run sampled without the tilt): use --tilt_temperature "
+                          "0, or a checkpoint of a run with sample_tilt_temperature set", 2)
     return model.eval()
 
 
@@ -226,14 +235,16 @@ def run(argv: Sequence[str]) -> str:
     except ValueError as error:
         raise SampleError(str(error), 2) from None
     sampling = {name: value for name, value in (("sample_latent_scale", args.latent_scale),
-                                                ("sample_min_class_prob", args.min_class_prob)) if value is not None}
+                                                ("sample_min_class_prob", args.min_class_prob),
+                                                ("sample_tilt_temperature", args.tilt_temperature))
+                if value is not None}
     if args.pretrained is not None:
         if args.ema:
             raise SampleError("--ema applies to --ckpt_path: an exported generator holds one set of weights "
                               "(its EMA when the run kept one)", 2)
         if sampling:
-            raise SampleError("--latent_scale and --min_class_prob apply to --ckpt_path: an exported generator "
-                              "holds G only (no class head to redraw by)", 2)
+            raise SampleError("--latent_scale, --min_class_prob and --tilt_temperature apply to --ckpt_path: an "
+                              "exported generator holds G only (no class head to redraw by, no critic to tilt by)", 2)
         model = load_pretrained(args.pretrained, args.device)
     else:
         model = load_generator(args.ckpt_path, args.device, trust=args.trust_checkpoint, sampling=sampling)
