@@ -13,6 +13,7 @@ from lightning.pytorch import Trainer
 from torch import Tensor
 
 from cgan_lightning import ConditionalGAN, feature_tilt
+from cgan_lightning.cli.lightning_cli import build_cli
 from cgan_lightning.cli.sample import main as sample_main
 from cgan_lightning.feature_tilt import (
     TILT_CHECKPOINT_KEY,
@@ -184,3 +185,17 @@ def test_the_sample_cli_tilts_as_the_checkpoint_says_and_refuses_a_tilt_without_
                      "--out", str(tmp_path / "x.png")])
     assert exit_info.value.code == 2
     assert "lacks (its run sampled without the tilt): use --tilt_temperature 0" in capsys.readouterr().err
+
+
+def test_validate_applies_the_tilt_given_over_the_checkpoints_and_fits_what_the_checkpoint_lacks(
+        fake_mnist_session_dir: Path, tmp_path: Path) -> None:
+    ckpt = _tilted_checkpoint(tmp_path / "untilted.ckpt", fitted=False)
+    cli = build_cli(["validate", f"--ckpt_path={ckpt}", "--model.sample_tilt_temperature=6",
+                     "--trainer.accelerator=cpu", "--trainer.logger=false", "--trainer.limit_val_batches=1",
+                     "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+                     f"--data.data_dir={fake_mnist_session_dir}", "--data.download=false"])
+    model = cli.model
+    assert isinstance(model, ConditionalGAN) and model.sample_tilt_temperature == 6.0
+    assert model.sample_tilt is not None and model.sample_tilt.real is None  # nothing sampled yet
+    model.sample([0, 1])  # the attached data module's training split supplies the statistics
+    assert model.sample_tilt.fitted_dims == 19  # the fake split's 20 digits per class allow 19 directions
