@@ -18,7 +18,7 @@ option. Name one as a config's class with ``PYTHONPATH=benchmarks``; the library
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,7 @@ class LabelInputGenerator(DCGANGenerator):
 
 def _check_cbn(conditioning: str, name: str) -> None:
     if conditioning != "cbn":
-        raise ValueError(f"{name} modulates conditional BatchNorm: use conditioning='cbn', got {conditioning!r}")
+        raise ValueError(f"{name} works on conditional BatchNorm: use conditioning='cbn', got {conditioning!r}")
 
 
 class LatentModulatedGenerator(DCGANGenerator):
@@ -76,27 +76,15 @@ class LatentModulatedGenerator(DCGANGenerator):
 
     BigGAN (Brock et al. 2019) feeds the latent to every conditional norm ("skip-z") so that it shapes each
     resolution directly. Here each inner norm gets a per-channel scale ``s`` and shift ``t``, linear in the whole z;
-    the maps start at zero, so at initialization the network is its parent. Same arguments as the parent, whose
+    the maps start at zero, so at initialization the network is its parent. The parent's arguments, whose
     ``conditioning`` must be ``cbn``.
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 100,
-        num_classes: int = 10,
-        image_shape: ImageShape = (1, 28, 28),
-        base_channels: int = 64,
-        conditioning: GeneratorConditioning = "cbn",
-        embedding_dim: int = 32,
-        spectral_norm: bool = False,
-        res_blocks: int = 0,
-        channels_last: bool = False,
-    ) -> None:
-        _check_cbn(conditioning, "LatentModulatedGenerator")
-        super().__init__(latent_dim, num_classes, image_shape, base_channels, conditioning, embedding_dim,
-                         spectral_norm, res_blocks, channels_last)
-        widths = (2 * base_channels, base_channels)
-        self.latent_modulations = nn.ModuleList(nn.Linear(latent_dim, 2 * w) for w in widths)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_cbn(self.conditioning, "LatentModulatedGenerator")
+        widths = (self.start_shape[0], self.start_shape[0] // 2)  # the two inner norms: 2b and b channels
+        self.latent_modulations = nn.ModuleList(nn.Linear(self.latent_dim, 2 * w) for w in widths)
         for modulation in self.latent_modulations:
             nn.init.zeros_(cast(nn.Linear, modulation).weight)
             nn.init.zeros_(cast(nn.Linear, modulation).bias)
@@ -117,42 +105,24 @@ class NoiseInjectionGenerator(DCGANGenerator):
 
     As in StyleGAN (Karras et al. 2019), one map of N(0, 1) noise per image and layer, scaled by a learned strength per
     channel (starting at zero, so at initialization the network is its parent), gives G variation that z does not
-    carry: stroke-level detail at 7 x 7 and 14 x 14. The noise comes from torch's global generator. Same arguments as
-    the parent.
+    carry: stroke-level detail at 7 x 7 and 14 x 14. The noise comes from torch's global generator. The parent's
+    arguments, whose ``conditioning`` must be ``cbn``.
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 100,
-        num_classes: int = 10,
-        image_shape: ImageShape = (1, 28, 28),
-        base_channels: int = 64,
-        conditioning: GeneratorConditioning = "cbn",
-        embedding_dim: int = 32,
-        spectral_norm: bool = False,
-        res_blocks: int = 0,
-        channels_last: bool = False,
-    ) -> None:
-        super().__init__(latent_dim, num_classes, image_shape, base_channels, conditioning, embedding_dim,
-                         spectral_norm, res_blocks, channels_last)
-        self.noise_strengths = nn.ParameterList(
-            nn.Parameter(torch.zeros(1, w, 1, 1)) for w in (2 * base_channels, base_channels))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _check_cbn(self.conditioning, "NoiseInjectionGenerator")
+        widths = (self.start_shape[0], self.start_shape[0] // 2)
+        self.noise_strengths = nn.ParameterList(nn.Parameter(torch.zeros(1, w, 1, 1)) for w in widths)
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         """As the parent's, with ``strength * noise`` added to the feature maps before each norm."""
-        condition: Tensor | None = labels if self.conditioning == "cbn" else None
-        if self.label_embedding is not None:
-            embedding = self.label_embedding(labels)
-            if self.conditioning == "concat":
-                z = torch.cat((z, embedding), dim=1)
-            else:
-                condition = embedding
         x = self.project(z).view(z.size(0), *self.start_shape)
         for blocks, norm, up, strength in zip(self.res_blocks, self.norms, self.upsample, self.noise_strengths):
             for block in cast(nn.ModuleList, blocks):
-                x = block(x, condition)
+                x = block(x, labels)
             noise = torch.randn(x.size(0), 1, x.size(2), x.size(3), device=x.device, dtype=x.dtype)
-            x = up(F.relu(norm(x + strength * noise, condition)))
+            x = up(F.relu(norm(x + strength * noise, labels)))
         return torch.tanh(x)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import benchmark_module
+from torch import Tensor
 
 from cgan_lightning.nn.dcgan import DCGANGenerator
 
@@ -38,12 +39,17 @@ def test_label_input_generator_refuses_bad_settings(kwargs: dict[str, Any], mess
         _networks().LabelInputGenerator(latent_dim=8, base_channels=4, **kwargs)
 
 
-def test_latent_modulated_generator_starts_as_its_parent_and_lets_z_scale_each_norm() -> None:
+def _beside_its_parent(name: str, **kwargs: Any) -> tuple[Any, DCGANGenerator, Tensor, Tensor]:
+    """A probe generator and its parent built from the same seed, with latents and labels for both."""
     torch.manual_seed(0)
     parent = DCGANGenerator(latent_dim=8, base_channels=4).eval()
     torch.manual_seed(0)
-    generator = _networks().LatentModulatedGenerator(latent_dim=8, base_channels=4).eval()
-    z, labels = torch.randn(3, 8), torch.tensor([0, 3, 7])
+    generator = getattr(_networks(), name)(latent_dim=8, base_channels=4, **kwargs).eval()
+    return generator, parent, torch.randn(3, 8), torch.tensor([0, 3, 7])
+
+
+def test_latent_modulated_generator_starts_as_its_parent_and_lets_z_scale_each_norm() -> None:
+    generator, parent, z, labels = _beside_its_parent("LatentModulatedGenerator")
     torch.testing.assert_close(generator(z, labels), parent(z, labels))
     with torch.no_grad():
         generator.latent_modulations[1].weight[:, 0] = 1.0  # the second norm's scale and shift read z[:, 0]
@@ -54,17 +60,14 @@ def test_latent_modulated_generator_starts_as_its_parent_and_lets_z_scale_each_n
     torch.testing.assert_close(generator(z_without_first, labels), parent(z_without_first, labels))
 
 
-def test_latent_modulated_generator_refuses_norms_without_per_class_tables() -> None:
-    with pytest.raises(ValueError, match="use conditioning='cbn'"):
-        _networks().LatentModulatedGenerator(latent_dim=8, base_channels=4, conditioning="film")
+@pytest.mark.parametrize("name", ["LatentModulatedGenerator", "NoiseInjectionGenerator"])
+def test_the_norm_probes_refuse_norms_without_per_class_tables(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} works on conditional BatchNorm: use conditioning='cbn'"):
+        getattr(_networks(), name)(latent_dim=8, base_channels=4, conditioning="film")
 
 
 def test_noise_injection_generator_starts_as_its_parent_and_varies_once_its_strength_grows() -> None:
-    torch.manual_seed(0)
-    parent = DCGANGenerator(latent_dim=8, base_channels=4).eval()
-    torch.manual_seed(0)
-    generator = _networks().NoiseInjectionGenerator(latent_dim=8, base_channels=4).eval()
-    z, labels = torch.randn(3, 8), torch.tensor([0, 3, 7])
+    generator, parent, z, labels = _beside_its_parent("NoiseInjectionGenerator")
     torch.testing.assert_close(generator(z, labels), parent(z, labels))
     with torch.no_grad():
         generator.noise_strengths[0].fill_(1.0)
