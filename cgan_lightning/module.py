@@ -206,24 +206,25 @@ class ConditionalGAN(LightningModule):
         r1_gamma: weight of the R1 penalty on real data in D's loss (0: off). It works with any ``loss``.
         ema_decay: decay of the EMA of G's weights that :meth:`sample` uses (``None``: none). E.g. ``0.999``;
             it is updated after every G step.
-        joint_d_forward: score real and generated pairs in one D forward of twice the batch (same maths up to
-            rounding). Fewer, larger matrix products; equal to rounding, not bit for bit. Needs a D without batch
-            norm (its statistics would mix real and fake) and without an auxiliary head.
+        joint_d_forward: score real and generated pairs in one D forward. One forward of twice the batch, the same
+            maths up to rounding: fewer, larger matrix products; equal to rounding, not bit for bit. Needs a D without
+            batch norm (its statistics would mix real and fake) and without an auxiliary head.
         step_order: ``"d_first"`` (default: D steps, then G) or ``"g_first"`` (the reference loop's order).
             With ``"d_first"`` each batch makes its D steps, then the G step against the updated D; with
             ``"g_first"``, a G step, then a D step on the same generated batch with D as it was before G's update,
             one D forward of that batch serving both updates, with the reference's maths (needs
             ``d_steps_per_g_step=1``).
-        shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D serves both updates
-            too. See :mod:`cgan_lightning.utilities.row_gradient_scale`.
+        shared_d_backward: with ``g_first`` and ``joint_d_forward``: one backward through D for both. It serves
+            both updates; see :mod:`cgan_lightning.utilities.row_gradient_scale`.
         compile: ``torch.compile`` G and D in place; a string is its ``mode``. D stays eager with ``g_first``.
             State-dict keys stay the same; the first steps pay the compilation; ``reduce-overhead`` adds CUDA graphs.
-        augment: small-data option: DiffAugment of every image D sees, e.g. ``[translation, cutout]`` (``None``:
-            off). Real and generated images alike, differentiably; digit-safe transforms only, see
+        augment: DiffAugment of every image D sees, e.g. ``[translation, cutout]``. A small-data option (``None``:
+            off), on real and generated images alike, differentiably; digit-safe transforms only, see
             :mod:`cgan_lightning.nn.augment`.
         augment_p: probability of each transform per image (1.0: always, as DiffAugment).
-        ada_target: adapt the probability ADA-style to D's overfitting signal ``E[sign(D(real))]``, towards this
-            target (0.6 in ADA). Its ``p`` starts at 0 and is logged as ``train/augment_p``. Needs ``augment``.
+        ada_target: adapt the augmentation probability ADA-style, towards this target. The signal is D's
+            overfitting ``E[sign(D(real))]`` (target 0.6 in ADA); ``p`` starts at 0 and is logged as
+            ``train/augment_p``. Needs ``augment``.
         ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
         lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off). See
             :func:`cgan_lightning.losses.lecam_penalty`.
@@ -240,16 +241,16 @@ class ConditionalGAN(LightningModule):
             Needs D's ``feature_critic``; see :mod:`cgan_lightning.nn.class_moments`.
         sample_latent_scale: :meth:`sample` draws with latents this many times wider than N(0, I) (1: as trained).
             Training never uses it; ``z`` passed to :meth:`sample` is scaled too.
-        sample_min_class_prob: :meth:`sample` redraws an image to which D's class head gives its label a probability
-            under this (0: off). Needs a discriminator with a class head
+        sample_min_class_prob: :meth:`sample` redraws digits D's class head doubts under this (0: off). A digit is
+            doubted when the head gives its label a probability under this. Needs a discriminator with a class head
             (:class:`~cgan_lightning.nn.dcgan.ACGANDiscriminator`); see :mod:`cgan_lightning.sampling`. An image is
             redrawn from fixed permutations of its latent, at most 3 times, so it still depends only on ``(z, label)``.
-        sample_tilt_temperature: :meth:`sample` picks each image among ``sample_tilt_candidates`` by the density ratio
-            of the training split's features to G's, to the power ``1 / T`` (0: off; 6 in ``examples/mnist.yaml``).
-            Needs D's ``feature_critic``; see :mod:`cgan_lightning.feature_tilt`. The training split's statistics are
-            fitted at the start of ``fit`` and kept in checkpoints; G's are refitted from its own samples whenever the
-            global step has changed since the last draw.
-        sample_tilt_candidates: candidates per sample of the tilt (its latent and fixed permutations of it).
+        sample_tilt_temperature: tilt :meth:`sample` to the training features (0: off). Each image is picked among
+            ``sample_tilt_candidates`` by the density ratio of the training split's critic features to G's, to the
+            power ``1 / T``; needs D's ``feature_critic``. The training statistics are fitted at the start of ``fit``
+            and kept in checkpoints, G's refitted from its own samples whenever the global step moved. See
+            :mod:`cgan_lightning.feature_tilt`.
+        sample_tilt_candidates: tilt candidates per sample.
         class_names: one name per label (linked from the data module by the CLI). They are shown in per-class tables,
             grid captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
         lr_decay: the last fraction of training over which both learning rates fall linearly to 0 (0: off). They
