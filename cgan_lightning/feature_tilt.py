@@ -30,9 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-
-from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
+from torch import Tensor
 
 #: Where a checkpoint keeps the tilt's training statistics.
 TILT_CHECKPOINT_KEY = "sample_tilt"
@@ -175,27 +173,6 @@ def selection_noise(z: Tensor, candidates: int, seed: int = CANDIDATE_SEED) -> T
     return (-torch.log(-torch.log(uniform))).float()
 
 
-def candidate_permutations(latent_dim: int, candidates: int, seed: int = CANDIDATE_SEED) -> list[Tensor]:
-    """The fixed permutations of a latent's entries that give candidates 2 to ``candidates`` (on the CPU)."""
-    rng = torch.Generator().manual_seed(seed)
-    return [torch.randperm(latent_dim, generator=rng) for _ in range(candidates - 1)]
-
-
-def tilt_critic(discriminator: nn.Module) -> FrozenFeatureCritic:
-    """The discriminator's frozen-feature critic, whose features the tilt reads.
-
-    Raises:
-        ValueError: the discriminator has none.
-    """
-    critic = getattr(discriminator, "feature_critic", None)
-    if not isinstance(critic, FrozenFeatureCritic):
-        raise ValueError("sample_tilt_temperature > 0 reads the features of the discriminator's frozen-feature "
-                         f"critic, but {type(discriminator).__name__} has none: use DCGANDiscriminator or "
-                         "ACGANDiscriminator with feature_critic: mnist (or a classifier path), or set "
-                         "sample_tilt_temperature=0")
-    return critic
-
-
 def check_tilt_options(temperature: object, candidates: object) -> tuple[float, int]:
     """``(temperature, candidates)`` as a float ``>= 0`` (0: off) and an int ``>= 2``."""
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0:
@@ -205,5 +182,5 @@ def check_tilt_options(temperature: object, candidates: object) -> tuple[float, 
     return float(temperature), candidates
 
 
-__all__ = ["CALIBRATION_SAMPLES", "CALIBRATION_SEED", "TILT_CHECKPOINT_KEY", "TILT_DIMS", "FeatureTilt",
-           "candidate_permutations", "check_tilt_options", "gaussian_log_ratio", "selection_noise", "tilt_critic"]
+__all__ = ["CALIBRATION_SAMPLES", "CALIBRATION_SEED", "CANDIDATE_SEED", "TILT_CHECKPOINT_KEY", "TILT_DIMS",
+           "FeatureTilt", "check_tilt_options", "gaussian_log_ratio", "selection_noise"]

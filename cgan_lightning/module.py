@@ -20,12 +20,11 @@ from typing_extensions import override
 from cgan_lightning.feature_tilt import (
     CALIBRATION_SAMPLES,
     CALIBRATION_SEED,
+    CANDIDATE_SEED,
     TILT_CHECKPOINT_KEY,
     FeatureTilt,
-    candidate_permutations,
     check_tilt_options,
     selection_noise,
-    tilt_critic,
 )
 from cgan_lightning.losses import (
     DiscriminatorPenalty,
@@ -149,6 +148,8 @@ def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking
                          "not its logits): set class_moment_weight=0 or shared_d_backward=False")
 
 
+#: The option whose error messages name the tilt's needs.
+TILT_OPTION = "sample_tilt_temperature"
 #: Training metrics shown in the progress bar.
 PROGRESS_BAR_METRICS = ("train/g_loss", "train/d_loss")
 
@@ -388,11 +389,12 @@ class ConditionalGAN(LightningModule):
         self.sample_tilt_temperature, self.sample_tilt_candidates = check_tilt_options(sample_tilt_temperature,
                                                                                        sample_tilt_candidates)
         if self.sample_tilt_temperature > 0:
-            tilt_critic(self.discriminator)  # the tilt reads its features
+            feature_critic_of(self.discriminator, TILT_OPTION)  # the tilt reads its features
         #: The tilt's per-class Gaussians (:mod:`cgan_lightning.feature_tilt`), and the (global step, EMA) of G's fit.
         self.sample_tilt = FeatureTilt(num_classes) if self.sample_tilt_temperature > 0 else None
         self._tilt_fitted_for: tuple[int, bool] | None = None
-        self._tilt_permutations = candidate_permutations(latent_dim, self.sample_tilt_candidates)
+        #: Candidates 2 to K of the tilt: fixed permutations of the latent, as the class-head redraws use.
+        self._tilt_permutations = redraw_permutations(latent_dim, self.sample_tilt_candidates - 1, CANDIDATE_SEED)
         self._optimizer_g = optimizer_g_factory or reference_adam
         self._optimizer_d = optimizer_d_factory or reference_adam
         #: Draws the training latents and fake labels; seeded in on_fit_start, saved in every checkpoint.
@@ -499,7 +501,7 @@ class ConditionalGAN(LightningModule):
         """Each image picked among its candidates by ``exp(log_ratio / T)`` (:mod:`cgan_lightning.feature_tilt`)."""
         tilt = cast(FeatureTilt, self.sample_tilt)
         self._fit_tilt(tilt, use_ema)
-        critic = tilt_critic(self.discriminator)
+        critic = feature_critic_of(self.discriminator, TILT_OPTION)
         latents = [z, *(z[:, p.to(z.device)] for p in self._tilt_permutations)]
         images = torch.stack([self._draw(c * self.sample_latent_scale, labels, use_ema, True) for c in latents], 1)
         scores = torch.stack([tilt.log_ratio(critic.features_of(images[:, k]), labels)
@@ -521,7 +523,7 @@ class ConditionalGAN(LightningModule):
             return
         labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(CALIBRATION_SAMPLES)
         rng = torch.Generator().manual_seed(CALIBRATION_SEED)
-        critic = tilt_critic(self.discriminator)
+        critic = feature_critic_of(self.discriminator, TILT_OPTION)
         features = torch.cat([critic.features_of(self._draw(torch.randn(len(chunk), self.latent_dim, generator=rng)
                                                             .to(self.device) * self.sample_latent_scale,
                                                             chunk, use_ema, True))
@@ -541,7 +543,8 @@ class ConditionalGAN(LightningModule):
         if self.sample_tilt is None:
             raise ValueError("fit_sample_tilt: this model samples without the tilt (sample_tilt_temperature=0)")
         labels = torch.as_tensor(labels)
-        features = tilt_critic(self.discriminator).features_of(torch.as_tensor(images).to(self.device))
+        critic = feature_critic_of(self.discriminator, TILT_OPTION)
+        features = critic.features_of(torch.as_tensor(images).to(self.device))
         self.sample_tilt.fit_real(features, labels)
         self._tilt_fitted_for = None
 

@@ -136,17 +136,17 @@ class ClassMomentMatching(nn.Module):
         return self.weight * ((terms * present).sum() / present.sum()) / self.scale
 
 
-def feature_critic_of(discriminator: nn.Module) -> FrozenFeatureCritic:
-    """The discriminator's frozen-feature critic, whose features the moment matching reads.
+def feature_critic_of(discriminator: nn.Module, option: str = "class_moment_weight") -> FrozenFeatureCritic:
+    """The discriminator's frozen-feature critic, whose features ``option`` (the moment matching, the tilt) reads.
 
     Raises:
-        ValueError: the discriminator has none.
+        ValueError: the discriminator has none; the message names ``option``.
     """
     critic = getattr(discriminator, "feature_critic", None)
     if not isinstance(critic, FrozenFeatureCritic):
-        raise ValueError(f"class_moment_weight > 0 reads the features of the discriminator's frozen-feature critic, "
+        raise ValueError(f"{option} > 0 reads the features of the discriminator's frozen-feature critic, "
                          f"but {type(discriminator).__name__} has none: use DCGANDiscriminator or ACGANDiscriminator "
-                         "with feature_critic: mnist (or a classifier path), or set class_moment_weight=0")
+                         f"with feature_critic: mnist (or a classifier path), or set {option}=0")
     return critic
 
 
