@@ -27,6 +27,7 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -174,9 +175,11 @@ def selection_noise(z: Tensor, candidates: int, seed: int = CANDIDATE_SEED) -> T
 
 
 def check_tilt_options(temperature: object, candidates: object) -> tuple[float, int]:
-    """``(temperature, candidates)`` as a float ``>= 0`` (0: off) and an int ``>= 2``."""
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0:
-        raise ValueError(f"sample_tilt_temperature must be a number >= 0 (0: off; e.g. 6), got {temperature!r}")
+    """``(temperature, candidates)`` as a finite float ``>= 0`` (0: off) and an int ``>= 2``."""
+    # An infinite temperature would pick candidates at random: plain sampling at K times the cost.
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature < math.inf:
+        raise ValueError(f"sample_tilt_temperature must be a finite number >= 0 (0: off; e.g. 6), got "
+                         f"{temperature!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise ValueError(f"sample_tilt_candidates must be an integer >= 2 (e.g. 4), got {candidates!r}")
     return float(temperature), candidates

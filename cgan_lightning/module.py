@@ -192,12 +192,12 @@ class ConditionalGAN(LightningModule):
         num_classes: number of labels (linked from the data module by the CLI).
         image_shape: ``(channels, height, width)`` (linked from the data module by the CLI).
         latent_dim: size of the noise vector z.
-        generator: builds G from ``(latent_dim, num_classes, image_shape)``; default: the reference MLP. In a
-            config, a subclass of :class:`~cgan_lightning.nn.base.ConditionalGenerator`.
-        discriminator: builds D from ``(num_classes, image_shape)``; default: the reference MLP. In a config, a
-            subclass of :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`.
+        generator: G's builder; default: the reference MLP. It is called with ``(latent_dim, num_classes,
+            image_shape)``; in a config, a subclass of :class:`~cgan_lightning.nn.base.ConditionalGenerator`.
+        discriminator: D's builder; default: the reference MLP. It is called with ``(num_classes, image_shape)``;
+            in a config, a subclass of :class:`~cgan_lightning.nn.base.ConditionalDiscriminator`.
         optimizer_g: builds G's optimizer from its parameters; default ``Adam(lr=2e-4, betas=(0.5, 0.999))``.
-        optimizer_d: builds D's optimizer from its parameters; default as ``optimizer_g``.
+        optimizer_d: D's optimizer; default as ``optimizer_g``. It is built from D's parameters.
         loss: adversarial loss name from :data:`cgan_lightning.losses.LOSSES` (``bce``: the reference objective).
         d_steps_per_g_step: D updates per batch. They come before G's (``d_first``) or after it (``g_first``).
         g_steps_per_batch: generator updates per batch, after D's (``d_first`` only). G's update reads no real
@@ -227,10 +227,10 @@ class ConditionalGAN(LightningModule):
             overfitting ``E[sign(D(real))]`` (target 0.6 in ADA); ``p`` starts at 0 and is logged as
             ``train/augment_p``. Needs ``augment``.
         ada_kimg: thousands of real images over which the adaptive ``p`` can move from 0 to 1.
-        lecam_weight: weight of the LeCam regularizer on D (Tseng et al. 2021; 0: off). See
+        lecam_weight: LeCam weight (0: off). The LeCam regularizer on D, Tseng et al. 2021; see
             :func:`cgan_lightning.losses.lecam_penalty`.
         lecam_decay: LeCam's EMA decay. The averages are of D's outputs.
-        mode_seeking_weight: weight of the mode-seeking regularizer on G (MSGAN, Mao et al. 2019; 0: off). See
+        mode_seeking_weight: MSGAN weight (0: off). The mode-seeking regularizer on G, Mao et al. 2019; see
             :func:`cgan_lightning.losses.mode_seeking_loss`. When on, the second half of each generated batch is
             drawn for the labels of the first half (the pairs it compares).
         atypical_weighting: weigh D's real terms towards atypical training images, this strongly (0: off).
@@ -240,6 +240,11 @@ class ConditionalGAN(LightningModule):
             one is the shipped critic classifier; a path names one written by ``cgan-lightning train-classifier``.
         class_moment_weight: G's per-class feature moments pulled to the real ones (0: off).
             Needs D's ``feature_critic``; see :mod:`cgan_lightning.nn.class_moments`.
+        class_covariance_weight: G's per-class feature covariances pulled to the real ones (0: off).
+            A term of the moment matching, so it needs ``class_moment_weight`` > 0: the relative squared Frobenius
+            distance of G's running covariance from the training split's, in each class's leading directions.
+        class_covariance_rank: directions compared per class. The covariances are compared in each class's
+            leading principal directions of the training features.
         sample_latent_scale: :meth:`sample` draws with latents this many times wider than N(0, I) (1: as trained).
             Training never uses it; ``z`` passed to :meth:`sample` is scaled too.
         sample_min_class_prob: :meth:`sample` redraws digits D's class head doubts under this (0: off). A digit is
@@ -254,8 +259,8 @@ class ConditionalGAN(LightningModule):
         sample_tilt_candidates: tilt candidates per sample.
         class_names: one name per label (linked from the data module by the CLI). They are shown in per-class tables,
             grid captions and W&B tables, and accepted by ``cgan-lightning sample --labels``. ``None``: the label ids.
-        lr_decay: the last fraction of training over which both learning rates fall linearly to 0 (0: off). They
-            are stepped per batch (0.5: constant over the first half, then down to 0); the run needs ``max_epochs``
+        lr_decay: share of training at the end over which both rates fall to 0 (0: off). They fall linearly,
+            stepped per batch (0.5: constant over the first half, then down to 0); the run needs ``max_epochs``
             or ``max_steps``. See :mod:`cgan_lightning.lr_decay`.
 
     Discriminator hooks: the loss's ``penalty`` (WGAN-GP) and R1 are added to D's loss; a discriminator that
@@ -293,6 +298,8 @@ class ConditionalGAN(LightningModule):
         atypical_weighting: float = 0.0,
         atypical_features: str = "mnist",
         class_moment_weight: float = 0.0,
+        class_covariance_weight: float = 0.0,
+        class_covariance_rank: int = 8,
         sample_latent_scale: float = 1.0,
         sample_min_class_prob: float = 0.0,
         sample_tilt_temperature: float = 0.0,
@@ -383,7 +390,10 @@ class ConditionalGAN(LightningModule):
             raise ValueError("class_moment_weight > 0 matches the critic's features of the generated digits to the "
                              "training digits' as they are, but augment would show the critic augmented ones: set "
                              "augment=None or class_moment_weight=0")
-        self.class_moments = build_class_moments(self.discriminator, num_classes, class_moment_weight)
+        check_number(class_covariance_weight, "class_covariance_weight", minimum=0.0)  # 0: off
+        check_int(class_covariance_rank, "class_covariance_rank")
+        self.class_moments = build_class_moments(self.discriminator, num_classes, class_moment_weight,
+                                                 class_covariance_weight, class_covariance_rank)
         self.sample_latent_scale, self.sample_min_class_prob = check_sampling_options(
             sample_latent_scale, sample_min_class_prob, self.discriminator)
         self.sample_tilt_temperature, self.sample_tilt_candidates = check_tilt_options(sample_tilt_temperature,

@@ -13,7 +13,7 @@ from lightning.pytorch import Trainer
 from cgan_lightning import ConditionalGAN, MNISTDataModule
 from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.nn import class_moments
-from cgan_lightning.nn.class_moments import ClassMomentMatching, class_moment_terms
+from cgan_lightning.nn.class_moments import ClassMomentMatching, class_covariance_terms, class_moment_terms
 from cgan_lightning.nn.dcgan import ACGANDiscriminator, DCGANDiscriminator, DCGANGenerator
 
 
@@ -65,6 +65,59 @@ def test_module_weighs_the_mean_term_carries_gs_gradient_and_keeps_the_running_m
     assert not matching.g_mean.requires_grad
 
 
+def test_covariance_terms_match_a_hand_computation_and_absent_classes_keep_their_moments() -> None:
+    torch.manual_seed(0)
+    classes, dim, rank, momentum = 3, 5, 2, 0.6
+    basis = torch.linalg.qr(torch.randn(classes, dim, rank)).Q  # orthonormal directions per class
+    variances = torch.rand(classes, rank) + 0.5
+    g_mean, g_square = torch.randn(classes, rank), torch.randn(classes, rank, rank)
+    features, labels = torch.randn(6, dim), torch.tensor([2, 0, 2, 2, 0, 2])  # class 1 absent
+    present = torch.tensor([True, False, True])
+    terms, mean, square = class_covariance_terms(features, labels, present, g_mean, g_square, basis, variances,
+                                                 momentum)
+    for c in (0, 2):
+        rows = features[labels == c] @ basis[c]
+        m = momentum * g_mean[c] + (1 - momentum) * rows.mean(0)
+        s = momentum * g_square[c] + (1 - momentum) * (rows.t() @ rows) / len(rows)
+        covariance = s - torch.outer(m, m)
+        torch.testing.assert_close(mean[c], m)
+        torch.testing.assert_close(square[c], s)
+        expected = (covariance - torch.diag(variances[c])).pow(2).sum() / variances[c].pow(2).sum()
+        torch.testing.assert_close(terms[c], expected)
+    torch.testing.assert_close(mean[1], g_mean[1], rtol=0, atol=0)
+    torch.testing.assert_close(square[1], g_square[1], rtol=0, atol=0)
+
+
+def test_covariance_option_fits_the_leading_directions_and_adds_its_weighted_term() -> None:
+    torch.manual_seed(0)
+    stretch = torch.tensor([3.0, 1.0, 0.2, 0.1])  # class variances along known axes
+    real, labels = torch.randn(400, 4) * stretch, torch.arange(400) % 2
+    plain = ClassMomentMatching(2, 4, weight=2.0, momentum=0.5)
+    shaped = ClassMomentMatching(2, 4, weight=2.0, momentum=0.5, covariance_rank=2, covariance_weight=3.0)
+    for matching in (plain, shaped):
+        matching.fit(real, labels)
+    for c in (0, 1):
+        values, vectors = torch.linalg.eigh(torch.cov(real[labels == c].t()))
+        torch.testing.assert_close(shaped.real_variances[c], values[-2:])
+        assert shaped.basis[c].abs().argmax(0).tolist() == [1, 0]  # the two widest axes, ascending
+        torch.testing.assert_close(shaped.basis[c].abs(), vectors[:, -2:].abs())
+    # G's running moments start at the real ones: the real features' own moments add nothing to the shape term.
+    torch.testing.assert_close(shaped.g_square_pc - shaped.g_mean_pc.unsqueeze(2) * shaped.g_mean_pc.unsqueeze(1),
+                               torch.diag_embed(shaped.real_variances))
+    collapsed = torch.zeros(4, 4, requires_grad=True)  # both classes collapsed onto one point
+    fake_labels = torch.tensor([0, 1, 0, 1])
+    before = shaped.g_mean_pc.clone(), shaped.g_square_pc.clone()
+    extra = shaped(collapsed, fake_labels) - plain(collapsed, fake_labels)
+    terms, mean, square = class_covariance_terms(collapsed, fake_labels, torch.tensor([True, True]), *before,
+                                                 shaped.basis, shaped.real_variances, 0.5)
+    torch.testing.assert_close(extra, 3.0 * terms.mean())
+    assert float(terms.detach().min()) > 0.2  # half the variance gone: a quarter of the squared norm, at least
+    extra.backward()
+    assert collapsed.grad is not None and bool(collapsed.grad.abs().sum() > 0)
+    torch.testing.assert_close(shaped.g_mean_pc, mean.detach())
+    torch.testing.assert_close(shaped.g_square_pc, square.detach())
+
+
 def test_module_refuses_bad_settings_and_unfitted_use() -> None:
     with pytest.raises(RuntimeError, match="fit"):
         ClassMomentMatching(2, 3, weight=1.0)(torch.zeros(2, 3), torch.tensor([0, 1]))
@@ -74,6 +127,14 @@ def test_module_refuses_bad_settings_and_unfitted_use() -> None:
         ClassMomentMatching(2, 3, weight=1.0, momentum=1.0)
     with pytest.raises(ValueError, match=r"at least two training images of each of the 3 classes.*\[2, 1, 0\]"):
         ClassMomentMatching(3, 2, weight=1.0).fit(torch.randn(3, 2), torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match=r"covariance_rank must lie in \[0, 3\] \(the feature size\), got 4"):
+        ClassMomentMatching(2, 3, weight=1.0, covariance_rank=4, covariance_weight=1.0)
+    with pytest.raises(ValueError, match="covariance term needs covariance_weight > 0, got 0.0"):
+        ClassMomentMatching(2, 3, weight=1.0, covariance_rank=2)
+    with pytest.raises(ValueError, match=r"covariance_rank 2 needs more training images than that in every class, "
+                                         r"got counts \[3, 2\]: lower covariance_rank"):
+        ClassMomentMatching(2, 3, weight=1.0, covariance_rank=2, covariance_weight=1.0).fit(
+            torch.randn(5, 3), torch.tensor([0, 0, 0, 1, 1]))
 
 
 def _critic_gan(**options: object) -> ConditionalGAN:
@@ -102,6 +163,15 @@ def test_model_checks_and_state_dict() -> None:
     assert added == {f"class_moments.{name}" for name in
                      ("real_mean", "real_std", "scale", "g_mean", "g_square", "fitted")}
     assert on.class_moments is not None and on.class_moments.real_mean.shape == (10, 576)
+    with pytest.raises(ValueError, match="class_covariance_weight > 0 is a term of the class moment matching"):
+        _critic_gan(class_covariance_weight=1.0)
+    with pytest.raises(ValueError, match="class_covariance_rank must be"):
+        _critic_gan(class_moment_weight=1.0, class_covariance_weight=1.0, class_covariance_rank=0)
+    shaped = _critic_gan(class_moment_weight=1.0, class_covariance_weight=2.0, class_covariance_rank=6)
+    assert set(shaped.state_dict()) - set(on.state_dict()) == {f"class_moments.{name}" for name in
+                                                                ("basis", "real_variances", "g_mean_pc", "g_square_pc")}
+    assert shaped.class_moments is not None and shaped.class_moments.basis.shape == (10, 576, 6)
+    assert shaped.class_moments.covariance_weight == 2.0
 
 
 def _fit(model: ConditionalGAN, data_dir: Path, root: Path, ckpt_path: str | None = None, epochs: int = 1) -> Trainer:

@@ -37,7 +37,8 @@ def test_main_job_config_is_the_recommended_design() -> None:
     assert model["loss"] == "hinge" and model["ema_decay"] == 0.995 and model["mode_seeking_weight"] == 0.3
     assert model["g_steps_per_batch"] == 3 and model["lr_decay"] == 0.5 and model["atypical_weighting"] == 0.25
     assert model["sample_latent_scale"] == 1.05 and model["sample_min_class_prob"] == 0.7
-    assert model["class_moment_weight"] == 30.0
+    assert model["class_moment_weight"] == 35.0
+    assert model["class_covariance_weight"] == 12.0 and model["class_covariance_rank"] == 8
     assert model["generator"]["init_args"]["channels_last"] and model["discriminator"]["init_args"]["channels_last"]
     assert model["optimizer_g"]["init_args"]["lr"] == model["optimizer_d"]["init_args"]["lr"] == 0.003
     assert config["trainer"]["max_epochs"] == 20 and config["data"]["batch_size"] == 16
@@ -71,7 +72,8 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert {"PerClassFID", "SampleQuality", "ClassificationAccuracyScore"} <= callbacks
     assert ("LearningRateMonitor" in callbacks) == (variant == "extra")
     lr, batch = config["model"]["optimizer_g"]["init_args"]["lr"], config["data"]["init_args"]["batch_size"]
-    recommended = ("recommended", "recommended_untilted", "recommended_nchw", "recommended_channels_last",
+    recommended = ("recommended", "recommended_no_covariance", "recommended_untilted", "recommended_nchw",
+                   "recommended_channels_last",
                    "recommended_lr_decay", "recommended_constant_lr", "recommended_g1")
     at_3e3_16 = (*recommended, "plain", "plain_critic", "plain_mode_seeking", "extra")
     assert (lr, batch) == ((0.003, 16) if variant in at_3e3_16 else {"lr3e3": (0.003, 32)}.get(variant, (0.001, 32)))
@@ -82,13 +84,14 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert mode_seeking == {**dict.fromkeys(recommended, 0.3), "extra": 0.3, "plain_mode_seeking": 0.3,
                             "mode_seeking": 1.0, "all": 0.0}.get(variant, 0.0)
     # Three G updates per batch in the shipped config; the ablation's variants ran at one.
-    three = ("recommended", "recommended_untilted", "recommended_nchw", "recommended_channels_last",
+    three = ("recommended", "recommended_no_covariance", "recommended_untilted", "recommended_nchw",
+             "recommended_channels_last",
              "recommended_lr_decay", "recommended_constant_lr", "extra")
     assert config["model"]["g_steps_per_batch"] == (3 if variant in three else 1)
     # The learning-rate decay, atypical weighting and sampling of the shipped config; the variants measured before
     # them ran without.
     model = config["model"]
-    latest = ("recommended", "recommended_untilted", "extra")  # the shipped config's training as it is now
+    latest = ("recommended", "recommended_no_covariance", "recommended_untilted", "extra")  # its training until now
     decayed = (*latest, "recommended_nchw", "recommended_channels_last", "recommended_lr_decay")
     assert model["lr_decay"] == (0.5 if variant in decayed else 0.0)
     shipped = variant in (*latest, "recommended_nchw", "recommended_channels_last")
@@ -98,12 +101,16 @@ def test_every_quality_variant_parses_with_the_evidence_bundle(variant: str, tmp
     assert (model["sample_latent_scale"], model["sample_min_class_prob"]) == (latent_scale, 0.7 if shipped else 0.0)
     # The per-class moment matching and channels-last networks of the shipped config; the variants measured before
     # them ran without (channels-last networks alone in their own variant).
-    assert model["class_moment_weight"] == (30.0 if variant in latest else 0.0)
+    assert model["class_moment_weight"] == (35.0 if variant in ("recommended", "extra") else
+                                            30.0 if variant in latest else 0.0)
     channels_last = variant in (*latest, "recommended_channels_last")
     for network in ("generator", "discriminator"):
         assert model[network]["init_args"].get("channels_last", False) == channels_last
     # The sampling tilt of the shipped config; every variant measured before it ran without.
-    assert model["sample_tilt_temperature"] == (6.0 if variant in ("recommended", "extra") else 0.0)
+    tilted = ("recommended", "recommended_no_covariance", "extra")
+    assert model["sample_tilt_temperature"] == (6.0 if variant in tilted else 0.0)
+    # The covariance term of the shipped config; every variant measured before it ran without.
+    assert model["class_covariance_weight"] == (12.0 if variant in ("recommended", "extra") else 0.0)
 
 
 @pytest.mark.parametrize("config", MNIST_EXAMPLES, ids=lambda p: p.stem)

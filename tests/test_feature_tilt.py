@@ -109,6 +109,10 @@ def test_a_model_without_the_training_statistics_says_how_to_fit_them() -> None:
                        discriminator=functools.partial(ACGANDiscriminator, base_channels=8))
     with pytest.raises(ValueError, match="sample_tilt_candidates must be an integer >= 2"):
         _gan(sample_tilt_candidates=1)
+    for temperature in (-1.0, float("inf"), float("nan")):  # infinity would pick at random, at K times the cost
+        with pytest.raises(ValueError, match="sample_tilt_temperature must be a finite number >= 0"):
+            ConditionalGAN(latent_dim=16, generator=GENERATOR, discriminator=CRITIC_D,
+                           sample_tilt_temperature=temperature)
 
 
 def test_checkpoints_keep_the_training_statistics_and_export_names_the_tilt(tmp_path: Path) -> None:

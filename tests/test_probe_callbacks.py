@@ -356,6 +356,38 @@ def test_the_models_class_moment_weight_is_the_vectorized_probe_bit_for_bit(monk
     assert torch.equal(option.class_moments.g_square, probe.g_m2)
 
 
+def test_the_models_class_covariance_weight_is_the_covariance_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The probe at weight w (covariance_rank r) beside class_moment_weight m is the option at moment weight m + w and
+    # covariance weight w / scale (the probe divides its whole term by the real features' mean variance).
+    monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
+    trainer = _trainer_with_train_split()
+    probed = _gan(class_moment_weight=30.0)
+    probe = _probes().MomentMatching(weight=5.0, vectorized=True, covariance_rank=3)
+    probe.on_fit_start(trainer, probed)
+    images, labels = trainer.datamodule.split("train")
+    assert probed.class_moments is not None and probed.discriminator.feature_critic is not None
+    features = probed.discriminator.feature_critic.features_of(normalize(images))
+    probed.class_moments.fit(features, labels)
+    torch.manual_seed(0)
+    option = ConditionalGAN(latent_dim=8, class_moment_weight=35.0, class_covariance_weight=5.0 / float(probe.scale),
+                            class_covariance_rank=3, generator=partial(DCGANGenerator, base_channels=4),
+                            discriminator=partial(ACGANDiscriminator, base_channels=4, feature_critic="mnist"))
+    assert option.class_moments is not None
+    option.class_moments.fit(features, labels)
+    for gan in (probed, option):
+        gan.training_rng.start(torch.device("cpu"))
+    for _ in range(3):  # each step reads the running moments the one before left
+        losses = []
+        for gan in (probed, option):
+            fake, fake_labels, z = gan._fake_batch(8)
+            gan.discriminator(fake, fake_labels)
+            losses.append(gan._g_moments_added(gan._g_regularized(torch.tensor(0.5), fake, z), fake_labels))
+        assert float(losses[1] - 0.5) > 0
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(option.class_moments.g_mean_pc, probe.g_mean_pc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(option.class_moments.g_square_pc, probe.g_m2_pc, rtol=1e-5, atol=1e-5)
+
+
 def test_moment_matching_covariance_term_is_the_relative_frobenius_distance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(FrozenFeatureCritic, "_taps", FrozenFeatureCritic._taps)
     trainer = _trainer_with_train_split()
