@@ -129,8 +129,10 @@ def test_module_refuses_bad_settings_and_unfitted_use() -> None:
         ClassMomentMatching(3, 2, weight=1.0).fit(torch.randn(3, 2), torch.tensor([0, 0, 1]))
     with pytest.raises(ValueError, match=r"covariance_rank must lie in \[0, 3\] \(the feature size\), got 4"):
         ClassMomentMatching(2, 3, weight=1.0, covariance_rank=4, covariance_weight=1.0)
-    with pytest.raises(ValueError, match="covariance term needs covariance_weight > 0, got 0.0"):
+    with pytest.raises(ValueError, match="covariance term needs a finite covariance_weight > 0, got 0.0"):
         ClassMomentMatching(2, 3, weight=1.0, covariance_rank=2)
+    with pytest.raises(ValueError, match=r"covariance_weight 2.0 needs covariance_rank > 0"):
+        ClassMomentMatching(2, 3, weight=1.0, covariance_weight=2.0)  # would be silently ignored
     with pytest.raises(ValueError, match=r"covariance_rank 2 needs more training images than that in every class, "
                                          r"got counts \[3, 2\]: lower covariance_rank"):
         ClassMomentMatching(2, 3, weight=1.0, covariance_rank=2, covariance_weight=1.0).fit(

@@ -32,6 +32,8 @@ tensor(0.9986)
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -115,7 +117,7 @@ class ClassMomentMatching(nn.Module):
 
     Raises:
         ValueError: ``weight`` <= 0, ``momentum`` outside ``[0, 1)``, ``covariance_rank`` < 0 or above
-            ``feature_dim``, or a covariance rank without a positive weight.
+            ``feature_dim``, a covariance rank without a positive finite weight, or a weight without a rank.
     """
 
     real_mean: Tensor
@@ -139,9 +141,12 @@ class ClassMomentMatching(nn.Module):
         if not 0 <= covariance_rank <= feature_dim:
             raise ValueError(f"the class moment matching's covariance_rank must lie in [0, {feature_dim}] (the "
                              f"feature size), got {covariance_rank}")
-        if covariance_rank > 0 and not covariance_weight > 0:
-            raise ValueError(f"the class moment matching's covariance term needs covariance_weight > 0, got "
+        if covariance_rank > 0 and not 0 < covariance_weight < math.inf:
+            raise ValueError(f"the class moment matching's covariance term needs a finite covariance_weight > 0, got "
                              f"{covariance_weight} (or set covariance_rank=0)")
+        if covariance_rank == 0 and covariance_weight != 0:
+            raise ValueError(f"the class moment matching's covariance_weight {covariance_weight} needs "
+                             f"covariance_rank > 0, the directions per class it compares in (e.g. 8)")
         self.weight, self.momentum = float(weight), float(momentum)
         self.covariance_rank, self.covariance_weight = int(covariance_rank), float(covariance_weight)
         for name in ("real_mean", "g_mean", "g_square"):
