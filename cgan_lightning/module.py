@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -152,6 +153,12 @@ def check_shared_d_backward(step_order: str, joint_d_forward: bool, mode_seeking
 TILT_OPTION = "sample_tilt_temperature"
 #: Training metrics shown in the progress bar.
 PROGRESS_BAR_METRICS = ("train/g_loss", "train/d_loss")
+
+
+def init_defaults(cls: type) -> dict[str, Any]:
+    """The default of each ``__init__`` argument of ``cls`` (the settings a checkpoint older than an option lacks)."""
+    return {name: parameter.default for name, parameter in inspect.signature(cls).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -596,6 +603,7 @@ class ConditionalGAN(LightningModule):
             checkpoint, self.state_dict(), self.hparams,
             strict=trainer is not None and self.strict_loading,  # load_from_checkpoint(strict=...) is not visible here
             path=trainer.ckpt_path if trainer is not None and is_local_path(trainer.ckpt_path) else None,
+            defaults=init_defaults(type(self)),
         )
         self.training_rng.load(checkpoint)
         if self.sample_tilt is not None and TILT_CHECKPOINT_KEY in checkpoint:

@@ -149,6 +149,23 @@ def test_trainer_resume_into_another_model_names_file_and_settings(
     assert expected in str(err.value)
 
 
+def test_resume_names_a_setting_the_older_checkpoint_does_not_record(tiny_ckpt: Path, fake_mnist_session_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    # A checkpoint from before an option existed: it was trained at the option's default.
+    checkpoint = torch.load(tiny_ckpt, weights_only=False)
+    del checkpoint["hyper_parameters"]["ema_decay"]
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    trainer = Trainer(default_root_dir=tmp_path, max_steps=4, accelerator="cpu", logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    data = MNISTDataModule(str(fake_mnist_session_dir), download=False, batch_size=8)
+    with pytest.raises(CheckpointError, match=r"ema_decay: not recorded in the checkpoint \(so the default, None\), "
+                                              r"0.99 in this model") as err:
+        trainer.fit(ConditionalGAN(**{**TINY, "ema_decay": 0.99}), data, ckpt_path=older,  # type: ignore[arg-type]
+                    weights_only=False)
+    assert "latent_dim" not in str(err.value)  # settings the checkpoint records alike are not listed
+
+
 def test_load_from_checkpoint_with_conflicting_override_names_file(tiny_ckpt: Path) -> None:
     with pytest.raises(CheckpointError, match=r"differ in shape") as err:
         ConditionalGAN.load_from_checkpoint(tiny_ckpt, weights_only=False, latent_dim=4)

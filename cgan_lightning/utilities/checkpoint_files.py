@@ -146,6 +146,7 @@ def check_checkpoint_matches(
     model_hparams: Mapping[str, Any],
     strict: bool = True,
     path: str | os.PathLike[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """Raise :class:`CheckpointError` unless ``checkpoint`` can be loaded into a model with this state and hparams.
 
@@ -155,6 +156,8 @@ def check_checkpoint_matches(
         model_hparams: the receiving model's ``hparams``.
         strict: also refuse tensors present on one side only (what ``load_state_dict(strict=True)`` refuses).
         path: the checkpoint file, named in the message when given.
+        defaults: the model's default settings. A setting that the checkpoint does not record (it predates the
+            option) was trained at its default; the message names it when the model sets it otherwise.
 
     Raises:
         CheckpointError: the checkpoint has no ``state_dict``; ``num_classes``, ``image_shape`` or ``latent_dim``
@@ -170,6 +173,13 @@ def check_checkpoint_matches(
         if isinstance(saved_hparams[key], _SIMPLE) and isinstance(model_hparams[key], _SIMPLE)
         and not _same(saved_hparams[key], model_hparams[key])
     ]
+    differing += [
+        f"{key}: not recorded in the checkpoint (so the default, {_describe(defaults[key])}), "
+        f"{_describe(model_hparams[key])} in this model"
+        for key in sorted(set(model_hparams) - set(saved_hparams))
+        if defaults is not None and key in defaults and isinstance(model_hparams[key], _SIMPLE)
+        and not _same(defaults[key], model_hparams[key])
+    ] if saved_hparams else []
     interface_differs = any(
         key in saved_hparams and key in model_hparams and not _same(saved_hparams[key], model_hparams[key])
         for key in INTERFACE_HPARAMS
