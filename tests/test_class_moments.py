@@ -72,9 +72,7 @@ def test_covariance_terms_match_a_hand_computation_and_absent_classes_keep_their
     variances = torch.rand(classes, rank) + 0.5
     g_mean, g_square = torch.randn(classes, rank), torch.randn(classes, rank, rank)
     features, labels = torch.randn(6, dim), torch.tensor([2, 0, 2, 2, 0, 2])  # class 1 absent
-    present = torch.tensor([True, False, True])
-    terms, mean, square = class_covariance_terms(features, labels, present, g_mean, g_square, basis, variances,
-                                                 momentum)
+    terms, mean, square = class_covariance_terms(features, labels, g_mean, g_square, basis, variances, momentum)
     for c in (0, 2):
         rows = features[labels == c] @ basis[c]
         m = momentum * g_mean[c] + (1 - momentum) * rows.mean(0)
@@ -108,8 +106,8 @@ def test_covariance_option_fits_the_leading_directions_and_adds_its_weighted_ter
     fake_labels = torch.tensor([0, 1, 0, 1])
     before = shaped.g_mean_pc.clone(), shaped.g_square_pc.clone()
     extra = shaped(collapsed, fake_labels) - plain(collapsed, fake_labels)
-    terms, mean, square = class_covariance_terms(collapsed, fake_labels, torch.tensor([True, True]), *before,
-                                                 shaped.basis, shaped.real_variances, 0.5)
+    terms, mean, square = class_covariance_terms(collapsed, fake_labels, *before, shaped.basis,
+                                                 shaped.real_variances, 0.5)
     torch.testing.assert_close(extra, 3.0 * terms.mean())
     assert float(terms.detach().min()) > 0.2  # half the variance gone: a quarter of the squared norm, at least
     extra.backward()

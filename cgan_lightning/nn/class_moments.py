@@ -41,6 +41,14 @@ from torch import Tensor, nn
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic
 
 
+def class_averaging(labels: Tensor, num_classes: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(per_class [K, B], present [K] bool)``: the weights that average a batch's rows within each class (no host
+    read), and the classes the batch holds."""
+    one_hot = F.one_hot(labels, num_classes).to(dtype)  # [B, K]
+    counts = one_hot.sum(0)
+    return one_hot.t() / counts.clamp_min(1).unsqueeze(1), counts > 0
+
+
 def class_moment_terms(features: Tensor, labels: Tensor, g_mean: Tensor, g_square: Tensor, real_mean: Tensor,
                        real_std: Tensor, momentum: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The per-class terms, which classes the batch holds, and G's updated running moments.
@@ -58,10 +66,7 @@ def class_moment_terms(features: Tensor, labels: Tensor, g_mean: Tensor, g_squar
         ``(terms [K], present [K] bool, new g_mean, new g_square)``; absent classes keep their moments and a term
         that the caller leaves out.
     """
-    one_hot = F.one_hot(labels, real_mean.size(0)).to(features.dtype)  # [B, K]
-    counts = one_hot.sum(0)
-    present = counts > 0
-    per_class = one_hot.t() / counts.clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
+    per_class, present = class_averaging(labels, real_mean.size(0), features.dtype)
     rows = present.unsqueeze(1)
     mean = torch.where(rows, momentum * g_mean + (1 - momentum) * (per_class @ features), g_mean)
     square = torch.where(rows, momentum * g_square + (1 - momentum) * (per_class @ features.pow(2)), g_square)
@@ -70,14 +75,13 @@ def class_moment_terms(features: Tensor, labels: Tensor, g_mean: Tensor, g_squar
     return terms, present, mean, square
 
 
-def class_covariance_terms(features: Tensor, labels: Tensor, present: Tensor, g_mean: Tensor, g_square: Tensor,
-                           basis: Tensor, real_variances: Tensor, momentum: float) -> tuple[Tensor, Tensor, Tensor]:
+def class_covariance_terms(features: Tensor, labels: Tensor, g_mean: Tensor, g_square: Tensor, basis: Tensor,
+                           real_variances: Tensor, momentum: float) -> tuple[Tensor, Tensor, Tensor]:
     """Per class, the relative squared Frobenius distance of G's running covariance from the real one, in a basis.
 
     Args:
         features: ``[B, F]`` features of the generated batch (carrying G's gradient).
         labels: ``[B]`` their labels.
-        present: ``[K]`` bool, the classes the batch holds.
         g_mean: ``[K, r]`` G's running means of the projected features.
         g_square: ``[K, r, r]`` G's running means of their outer products.
         basis: ``[K, F, r]`` each class's leading principal directions of the training features.
@@ -87,8 +91,7 @@ def class_covariance_terms(features: Tensor, labels: Tensor, present: Tensor, g_
     Returns:
         ``(terms [K], new g_mean, new g_square)``; absent classes keep their moments.
     """
-    one_hot = F.one_hot(labels, basis.size(0)).to(features.dtype)  # [B, K]
-    per_class = one_hot.t() / one_hot.sum(0).clamp_min(1).unsqueeze(1)  # [K, B]: each class's batch average
+    per_class, present = class_averaging(labels, basis.size(0), features.dtype)
     projected = torch.einsum("bd,kdr->kbr", features, basis)  # every image in every class's basis
     mean = torch.where(present.unsqueeze(1), momentum * g_mean + (1 - momentum) * torch.einsum(
         "kb,kbr->kr", per_class, projected), g_mean)
@@ -214,9 +217,8 @@ class ClassMomentMatching(nn.Module):
         loss = self.weight * ((terms * present).sum() / present.sum()) / self.scale
         if not self.covariance_rank:
             return loss
-        shape_terms, mean_pc, square_pc = class_covariance_terms(features, labels, present, self.g_mean_pc,
-                                                                 self.g_square_pc, self.basis, self.real_variances,
-                                                                 self.momentum)
+        shape_terms, mean_pc, square_pc = class_covariance_terms(features, labels, self.g_mean_pc, self.g_square_pc,
+                                                                 self.basis, self.real_variances, self.momentum)
         self.g_mean_pc.copy_(mean_pc.detach())
         self.g_square_pc.copy_(square_pc.detach())
         return loss + self.covariance_weight * (shape_terms * present).sum() / present.sum()
@@ -258,5 +260,5 @@ def build_class_moments(discriminator: nn.Module, num_classes: int, weight: floa
                                covariance_weight > 0 else 0, covariance_weight=covariance_weight)
 
 
-__all__ = ["ClassMomentMatching", "build_class_moments", "class_covariance_terms", "class_moment_terms",
-           "feature_critic_of"]
+__all__ = ["ClassMomentMatching", "build_class_moments", "class_averaging", "class_covariance_terms",
+           "class_moment_terms", "feature_critic_of"]

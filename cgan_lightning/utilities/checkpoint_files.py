@@ -173,13 +173,14 @@ def check_checkpoint_matches(
         if isinstance(saved_hparams[key], _SIMPLE) and isinstance(model_hparams[key], _SIMPLE)
         and not _same(saved_hparams[key], model_hparams[key])
     ]
-    differing += [
-        f"{key}: not recorded in the checkpoint (so the default, {_describe(defaults[key])}), "
-        f"{_describe(model_hparams[key])} in this model"
-        for key in sorted(set(model_hparams) - set(saved_hparams))
-        if defaults is not None and key in defaults and isinstance(model_hparams[key], _SIMPLE)
-        and not _same(defaults[key], model_hparams[key])
-    ] if saved_hparams else []
+    if defaults is not None and saved_hparams:  # a setting the checkpoint lacks was trained at its default
+        differing += [
+            f"{key}: not recorded in the checkpoint (so the default, {_describe(defaults[key])}), "
+            f"{_describe(model_hparams[key])} in this model"
+            for key in sorted(set(model_hparams) - set(saved_hparams))
+            if key in defaults and isinstance(model_hparams[key], _SIMPLE)
+            and not _same(defaults[key], model_hparams[key])
+        ]
     interface_differs = any(
         key in saved_hparams and key in model_hparams and not _same(saved_hparams[key], model_hparams[key])
         for key in INTERFACE_HPARAMS
