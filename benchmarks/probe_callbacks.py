@@ -30,7 +30,7 @@ from torch import Tensor
 from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.lr_decay import planned_training_batches
 from cgan_lightning.nn.augment import translation
-from cgan_lightning.nn.class_moments import class_moment_terms
+from cgan_lightning.nn.class_moments import class_covariance_terms, class_moment_terms
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
 
@@ -257,10 +257,10 @@ class MomentMatching(Callback):
                 bases.append(vectors[:, -self.rank:])
                 variances.append(values[-self.rank:])
             self.basis = torch.stack(bases)  # [K, D, r]
-            self.real_cov = torch.diag_embed(torch.stack(variances))  # [K, r, r]: diagonal in its own basis
+            self.real_variances = torch.stack(variances)  # [K, r]: the covariance is diagonal in its own basis
             mean_pc = torch.einsum("kd,kdr->kr", self.real_mean, self.basis)
             self.g_mean_pc = mean_pc
-            self.g_m2_pc = self.real_cov + mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
+            self.g_m2_pc = torch.diag_embed(self.real_variances) + mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
         original_batch, original_regularized = pl_module._fake_batch, pl_module._g_regularized
         last_labels: dict[str, Tensor] = {}
 
@@ -278,16 +278,10 @@ class MomentMatching(Callback):
                 term = (mean - self.real_mean).pow(2).mean(1)
             self.g_mean, self.g_m2 = mean.detach(), m2.detach()
             if self.rank:
-                one_hot = F.one_hot(labels, classes).to(features.dtype)  # [B, K]
-                per_class = one_hot.t() / one_hot.sum(0).clamp_min(1).unsqueeze(1)  # [K, B]: class batch averages
-                projected = torch.einsum("bd,kdr->kbr", features, self.basis)
-                where = present.view(-1, 1, 1)
-                mean_pc = torch.where(present.unsqueeze(1), keep * self.g_mean_pc + (1 - keep) * torch.einsum(
-                    "kb,kbr->kr", per_class, projected), self.g_mean_pc)
-                m2_pc = torch.where(where, keep * self.g_m2_pc + (1 - keep) * torch.einsum(
-                    "kb,kbi,kbj->kij", per_class, projected, projected), self.g_m2_pc)
-                covariance = m2_pc - mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
-                term = term + (covariance - self.real_cov).pow(2).sum((1, 2)) / self.real_cov.pow(2).sum((1, 2))
+                # The library's covariance term (class_covariance_weight), added unweighted to the moment term.
+                covariance_terms, mean_pc, m2_pc = class_covariance_terms(
+                    features, labels, self.g_mean_pc, self.g_m2_pc, self.basis, self.real_variances, keep)
+                term = term + covariance_terms
                 self.g_mean_pc, self.g_m2_pc = mean_pc.detach(), m2_pc.detach()
             return (term * present).sum() / present.sum()
 
