@@ -13,6 +13,9 @@ by class, in the shipped classifier's feature space, for sample sets built from 
   root-mean-square displacement of ``RMS`` pixels; ``--elastic RMS,SIGMA``, repeatable): strokes bent, not just moved;
 - ``training split + a slanted copy``: the same digits and one copy of each sheared horizontally by a factor drawn
   uniformly from ``±AMOUNT`` (``--shear AMOUNT``, repeatable; none by default): the slant changed and nothing else.
+- ``training split + a copy with thicker or thinner strokes``: the same digits and one copy of each blended towards its
+  3 x 3 dilation or erosion by a factor drawn uniformly from ``±AMOUNT`` (``--thickness AMOUNT``, repeatable; none by
+  default): the pen's width changed, nothing moved.
 
 The sets with copies are 1,000 digits per class, as many as the evaluation callbacks draw from a generator, each a
 real digit or a near-copy of one: what a generator that reproduced its training data, with small variations of each
@@ -96,6 +99,16 @@ def sheared(images: Tensor, generator: torch.Generator, amount: float) -> Tensor
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
+def thickened(images: Tensor, generator: torch.Generator, amount: float) -> Tensor:
+    """Each image ``[B, C, H, W]`` in ``[-1, 1]`` with its strokes made thicker or thinner: a factor ``t`` uniform in
+    ``±amount`` per image blends it towards its 3 x 3 dilation (``t > 0``: max-pooling, so a bright stroke grows by a
+    pixel on each side at ``t = 1``) or its 3 x 3 erosion (``t < 0``); no pixel moves."""
+    factor = ((torch.rand(len(images), generator=generator) * 2 - 1) * amount).view(-1, 1, 1, 1)
+    dilated = F.max_pool2d(images, 3, stride=1, padding=1)
+    eroded = -F.max_pool2d(-images, 3, stride=1, padding=1)
+    return images + factor.clamp_min(0) * (dilated - images) + (-factor).clamp_min(0) * (eroded - images)
+
+
 def shifted_by_one_pixel(images: Tensor, generator: torch.Generator) -> Tensor:
     """Each image ``[B, C, H, W]`` in ``[-1, 1]`` moved one pixel in one of 8 directions, the border filled with -1."""
     offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -133,6 +146,9 @@ def main() -> None:
                         help=f"RMS,SIGMA of an elastically deformed copy; repeatable (default: {default_elastic})")
     parser.add_argument("--shear", action="append", type=float, default=[],
                         help="AMOUNT of a slanted copy (shear factor uniform in ±AMOUNT); repeatable (default: none)")
+    parser.add_argument("--thickness", action="append", type=float, default=[],
+                        help="AMOUNT of a copy with thicker or thinner strokes (blend towards the 3 x 3 dilation or "
+                             "erosion, factor uniform in ±AMOUNT); repeatable (default: none)")
     parser.add_argument("--seed", type=int, default=0,
                         help="of the jitter and the deformations (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
@@ -141,6 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(not 0 <= amount <= 1 for amount in args.shear):
         parser.error(f"--shear takes a factor in [0, 1], e.g. 0.3; got {args.shear}")
+    if any(not 0 <= amount <= 1 for amount in args.thickness):
+        parser.error(f"--thickness takes a blend factor in [0, 1], e.g. 0.3; got {args.thickness}")
     jitters = args.jitter or [parse_jitter(text) for text in DEFAULT_JITTERS]
     elastic = args.elastic or [parse_elastic(text) for text in DEFAULT_ELASTIC]
 
@@ -170,6 +188,10 @@ def main() -> None:
     for amount in args.shear:
         copies = extractor(sheared(train, rng, amount))
         row(f"training split + a copy slanted by a shear of up to {amount:g} ({doubled})",
+            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+    for amount in args.thickness:
+        copies = extractor(thickened(train, rng, amount))
+        row(f"training split + a copy with strokes thickened or thinned by up to {amount:g} ({doubled})",
             torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
     if args.ckpt:
         model = load_generator(args.ckpt, args.latent_scale)

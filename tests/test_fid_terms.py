@@ -139,6 +139,33 @@ def test_slanted_copies_lean_a_vertical_bar_and_keep_its_middle_row() -> None:
     assert float((top - bottom).abs().std()) > 0.5  # each image draws its own factor
 
 
+def test_thickened_copies_widen_or_thin_a_bar_in_place() -> None:
+    # benchmarks/coverage_ceiling.py: no amount gives the digits back; each image draws a factor t in ±amount and is
+    # blended towards its 3 x 3 dilation (t > 0: the bar's neighbouring columns light up by 2t) or its erosion
+    # (t < 0: a one-pixel bar fades by 2|t|); nothing beyond the bar's neighbours changes.
+    ceiling = benchmark_module("coverage_ceiling")
+    images = torch.full((64, 1, 28, 28), -1.0)
+    images[:, :, 4:24, 13] = 1.0  # a one-pixel-wide bar
+    torch.testing.assert_close(ceiling.thickened(images, torch.Generator().manual_seed(0), amount=0.0), images)
+    out = ceiling.thickened(images, torch.Generator().manual_seed(0), amount=0.8)
+    t = (torch.rand(64, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 0.8
+    assert bool((t > 0).any()) and bool((t < 0).any())
+    torch.testing.assert_close(out[:, 0, 10, 12], -1 + 2 * t.clamp_min(0))  # the left neighbour column
+    torch.testing.assert_close(out[:, 0, 10, 14], -1 + 2 * t.clamp_min(0))  # the right one
+    torch.testing.assert_close(out[:, 0, 10, 13], 1 - 2 * (-t).clamp_min(0))  # the bar itself
+    far = torch.cat([out[:, :, :, :12], out[:, :, :, 15:]], dim=3)  # beyond the neighbours: untouched
+    torch.testing.assert_close(far, torch.full_like(far, -1.0))
+
+
+def test_coverage_ceiling_refuses_a_thickness_outside_zero_to_one(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    main = benchmark_module("coverage_ceiling").main
+    monkeypatch.setattr("sys.argv", ["coverage_ceiling.py", "--data_dir", "unused", "--thickness", "1.5"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "--thickness takes a blend factor in [0, 1]" in capsys.readouterr().err
+
+
 def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
     parse_elastic = benchmark_module("coverage_ceiling").parse_elastic
     assert parse_elastic("0.5,4") == (0.5, 4.0)
