@@ -30,7 +30,7 @@ from torch import Tensor
 from cgan_lightning.data.in_memory import normalize
 from cgan_lightning.lr_decay import planned_training_batches
 from cgan_lightning.nn.augment import translation
-from cgan_lightning.nn.class_moments import class_covariance_terms, class_moment_terms
+from cgan_lightning.nn.class_moments import ClassMomentMatching, class_covariance_terms, class_moment_terms
 from cgan_lightning.nn.feature_critic import FrozenFeatureCritic, load_critic_features
 
 
@@ -244,23 +244,15 @@ class MomentMatching(Callback):
         with torch.no_grad():
             f = torch.cat([space(critic._taps(images[i:i + 500])[self.tap])
                            for i in range(0, len(images), 500)])
-        classes = pl_module.num_classes
-        self.real_mean = torch.stack([f[labels == c].mean(0) for c in range(classes)])
-        self.real_std = torch.stack([f[labels == c].std(0) for c in range(classes)])
-        self.scale = self.real_std.pow(2).mean()
-        self.g_mean = self.real_mean.clone()
-        self.g_m2 = self.real_mean.pow(2) + self.real_std.pow(2)
+        # The library's fit (ConditionalGAN(class_moment_weight=...)): real moments, and G's running ones start there.
+        fitted = ClassMomentMatching(pl_module.num_classes, f.size(1), weight=1.0, momentum=self.momentum,
+                                     covariance_rank=self.rank, covariance_weight=1.0 if self.rank else 0.0)
+        fitted.fit(f, labels)
+        self.real_mean, self.real_std, self.scale = fitted.real_mean, fitted.real_std, fitted.scale
+        self.g_mean, self.g_m2 = fitted.g_mean.clone(), fitted.g_square.clone()
         if self.rank:
-            bases, variances = [], []
-            for c in range(classes):
-                values, vectors = torch.linalg.eigh(torch.cov(f[labels == c].t()))  # ascending
-                bases.append(vectors[:, -self.rank:])
-                variances.append(values[-self.rank:])
-            self.basis = torch.stack(bases)  # [K, D, r]
-            self.real_variances = torch.stack(variances)  # [K, r]: the covariance is diagonal in its own basis
-            mean_pc = torch.einsum("kd,kdr->kr", self.real_mean, self.basis)
-            self.g_mean_pc = mean_pc
-            self.g_m2_pc = torch.diag_embed(self.real_variances) + mean_pc.unsqueeze(2) * mean_pc.unsqueeze(1)
+            self.basis, self.real_variances = fitted.basis, fitted.real_variances  # [K, D, r], [K, r]
+            self.g_mean_pc, self.g_m2_pc = fitted.g_mean_pc.clone(), fitted.g_square_pc.clone()
         original_batch, original_regularized = pl_module._fake_batch, pl_module._g_regularized
         last_labels: dict[str, Tensor] = {}
 
