@@ -174,25 +174,22 @@ def main() -> None:
     rng = torch.Generator().manual_seed(args.seed)
     both_labels = torch.cat([train_labels, train_labels])
     doubled = per_class(both_labels)
-    copies = extractor(shifted_by_one_pixel(train, rng))
-    row(f"training split + a copy shifted by one pixel ({doubled})", torch.cat([train_features, copies]), both_labels,
-        eval_features, eval_labels)
+
+    def with_copies(what: str, copies: Tensor) -> None:  # the training split and one copy of each digit
+        row(f"training split + a copy {what} ({doubled})", torch.cat([train_features, extractor(copies)]), both_labels,
+            eval_features, eval_labels)
+
+    with_copies("shifted by one pixel", shifted_by_one_pixel(train, rng))
     for shift, degrees, scale in jitters:
-        copies = extractor(random_affine(train, rng, shift=shift, degrees=degrees, scale=scale))
-        row(f"training split + a copy jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale ({doubled})",
-            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+        with_copies(f"jittered by {shift:g} px, {degrees:g} degrees, {scale:g} scale",
+                    random_affine(train, rng, shift=shift, degrees=degrees, scale=scale))
     for rms, sigma in elastic:
-        copies = extractor(elastic_deformation(train, rng, rms=rms, sigma=sigma))
-        row(f"training split + a copy deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px ({doubled})",
-            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+        with_copies(f"deformed elastically by {rms:g} px RMS, smoothed over {sigma:g} px",
+                    elastic_deformation(train, rng, rms=rms, sigma=sigma))
     for amount in args.shear:
-        copies = extractor(sheared(train, rng, amount))
-        row(f"training split + a copy slanted by a shear of up to {amount:g} ({doubled})",
-            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+        with_copies(f"slanted by a shear of up to {amount:g}", sheared(train, rng, amount))
     for amount in args.thickness:
-        copies = extractor(thickened(train, rng, amount))
-        row(f"training split + a copy with strokes thickened or thinned by up to {amount:g} ({doubled})",
-            torch.cat([train_features, copies]), both_labels, eval_features, eval_labels)
+        with_copies(f"with strokes thickened or thinned by up to {amount:g}", thickened(train, rng, amount))
     if args.ckpt:
         model = load_generator(args.ckpt, args.latent_scale)
         images, labels = generated_images(model, 1000, args.seed)
