@@ -17,6 +17,12 @@ discriminator-driven latent sampling (Che et al. 2020), whose stationary distrib
 ``exp(d)``, i.e. towards what D judges real, before the class head's redraws. ``--langevin_step`` is the step size
 ``eps`` (``z += eps / 2 * -grad E + sqrt(eps) * noise``; the noise seeded by the batch's latents).
 
+``--neighbour_ratio W`` (a probe; needs ``--tilt_temperature``) adds ``W * (log r_G - log r_train)`` to the tilt's
+Gaussian log-ratio of each candidate: ``r_G`` the distance to its 5th nearest among G's calibration samples of its
+class, ``r_train`` to its 3rd nearest training digit of its class, both in the tilt's projected critic features. A
+k-NN density-ratio estimate (density falls as the k-th distance to the power of the dimension grows): it favours
+candidates near training digits that G draws too rarely, which a Gaussian cannot see.
+
 ``--standing_stats N`` (a probe) first recomputes the sampled generator's BatchNorm running statistics from N batches
 of 64 of its own samples (N(0, I) latents, uniform labels), instead of the live G's that the EMA copies ("standing
 statistics", Brock et al. 2019).
@@ -28,6 +34,8 @@ statistics", Brock et al. 2019).
         --standing_stats 200
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
         --langevin_steps 20 --langevin_step 0.05
+    python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
+        --tilt_temperature 6 --tilt_candidates 4 --neighbour_ratio 96
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from lightning.pytorch import Trainer, seed_everything
 from cgan_lightning import ConditionalGAN, MNISTDataModule, SamplerModule
 from cgan_lightning.callbacks import ClassificationAccuracyScore, PerClassFID, SampleQuality
 from cgan_lightning.data.mnist import normalize
+from cgan_lightning.feature_tilt import FeatureTilt
 from cgan_lightning.utilities.eval_mode import eval_mode
 
 
@@ -66,6 +75,43 @@ def recompute_norm_statistics(model: ConditionalGAN, batches: int, batch_size: i
             network(z, torch.randint(0, model.num_classes, (batch_size,), generator=rng))
     finally:
         network.train(was_training)
+
+
+class NeighbourRatioTilt(FeatureTilt):
+    """:class:`FeatureTilt` whose log-ratio adds ``weight * (log r_G - log r_train)``, a k-NN density-ratio term.
+
+    ``r_G``: the distance of a candidate to its ``k_generated``-th nearest calibration sample of G in its class,
+    ``r_train``: to its ``k_real``-th nearest training digit, both in the class's projected features.
+    """
+
+    def __init__(self, num_classes: int, weight: float, k_generated: int = 5, k_real: int = 3) -> None:
+        super().__init__(num_classes)
+        self.weight, self.k_generated, self.k_real = weight, k_generated, k_real
+        self.real_rows: list[torch.Tensor] = []
+        self.generated_rows: list[torch.Tensor] = []
+
+    def _projected_per_class(self, features: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+        features, labels = features.detach().cpu().double(), labels.cpu()
+        return [self._project(features[labels == c], c, self._fitted_real()) for c in range(self.num_classes)]
+
+    def fit_real(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        super().fit_real(features, labels)
+        self.real_rows = self._projected_per_class(features, labels)
+
+    def fit_generated(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        super().fit_generated(features, labels)
+        self.generated_rows = self._projected_per_class(features, labels)
+
+    def log_ratio(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        out = super().log_ratio(features, labels).double()
+        features, labels = features.detach().cpu().double(), labels.cpu()
+        for c in labels.unique().tolist():
+            rows = labels == c
+            x = self._project(features[rows], c, self._fitted_real())
+            r_generated = torch.cdist(x, self.generated_rows[c]).kthvalue(self.k_generated, dim=1).values
+            r_real = torch.cdist(x, self.real_rows[c]).kthvalue(self.k_real, dim=1).values
+            out[rows] += self.weight * (r_generated.log() - r_real.log())
+        return out.float()
 
 
 #: What a probe does with a batch's first draws: ``(labels, z, ema) -> images``.
@@ -158,6 +204,8 @@ def main() -> None:
                         help="ConditionalGAN's sample_tilt_temperature (0: off); a checkpoint without the tilt's "
                              "training statistics gets them fitted on --data_dir's training split")
     parser.add_argument("--tilt_candidates", type=int, default=4, help="ConditionalGAN's sample_tilt_candidates")
+    parser.add_argument("--neighbour_ratio", type=float, default=0.0,
+                        help="add this weight times a k-NN density-ratio term to the tilt's log-ratio (probe; 0: off)")
     parser.add_argument("--candidates", type=int, default=1, help="resample among this many by D's score (probe)")
     parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
     parser.add_argument("--score", choices=["adv", "critic"], default="adv",
@@ -175,6 +223,9 @@ def main() -> None:
         parser.error("--langevin_steps and --candidates are two probes of the sampling: give one of them")
     if args.candidates < 1 or args.temperature <= 0:
         parser.error(f"--candidates must be >= 1 and --temperature > 0, got {args.candidates} and {args.temperature}")
+    if args.neighbour_ratio < 0 or (args.neighbour_ratio > 0 and args.tilt_temperature <= 0):
+        parser.error(f"--neighbour_ratio adds a term to the tilt's log-ratio: give a weight >= 0 and "
+                     f"--tilt_temperature > 0, got {args.neighbour_ratio} and {args.tilt_temperature}")
     if args.standing_stats < 0:
         parser.error(f"--standing_stats must be >= 0 (0: off), got {args.standing_stats}")
 
@@ -185,6 +236,8 @@ def main() -> None:
             sample_tilt_temperature=args.tilt_temperature, sample_tilt_candidates=args.tilt_candidates)
     except ValueError as error:
         parser.error(str(error))
+    if args.neighbour_ratio > 0:  # the training statistics are refitted below, the same as the checkpoint's
+        model.sample_tilt = NeighbourRatioTilt(model.num_classes, args.neighbour_ratio)
     if model.sample_tilt is not None and model.sample_tilt.real is None:
         train_images, train_labels = MNISTDataModule(args.data_dir, download=False).split("train")
         model.fit_sample_tilt(normalize(train_images), train_labels)

@@ -178,3 +178,44 @@ def test_coverage_ceiling_labels_rows_with_the_digits_each_class_holds() -> None
     per_class = benchmark_module("coverage_ceiling").per_class
     assert per_class(torch.tensor([0, 0, 1, 1, 2, 2])) == "2"
     assert per_class(torch.tensor([0] * 946 + [1] * 1068)) == "946-1,068"
+
+
+def test_expected_coverage_counts_the_balls_with_only_real_neighbours() -> None:
+    # benchmarks/coverage_vs_samples.py. Six real points and one sample (k = 5): a real point's ball holds its 5
+    # nearest among the 5 other real points and the sample, which is among them unless it is the farthest: 5 / 6.
+    expected_coverage = benchmark_module("coverage_vs_samples").expected_coverage
+    assert expected_coverage(6, 1) == pytest.approx(5 / 6)
+    assert expected_coverage(6, 0) == 0.0
+    assert expected_coverage(1000, 1000) == pytest.approx(0.969, abs=5e-4)
+    with pytest.raises(ValueError, match="more than nearest_k=5 real points"):
+        expected_coverage(5, 10)
+
+
+def test_expected_coverage_matches_samples_of_the_real_distribution() -> None:
+    # The count `covered` makes, averaged over draws of real points and samples from one Gaussian, meets the formula.
+    module = benchmark_module("coverage_vs_samples")
+    rng = torch.Generator().manual_seed(0)
+    for real_count, sample_count in ((200, 100), (200, 400)):
+        scores = [float(benchmark_module("coverage_sources").covered(torch.randn(real_count, 3, generator=rng),
+                                                                      torch.randn(sample_count, 3, generator=rng))
+                        .double().mean()) for _ in range(40)]
+        assert sum(scores) / len(scores) == pytest.approx(module.expected_coverage(real_count, sample_count), abs=0.01)
+
+
+def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
+    # Class 0's samples sit on its real points, class 1's far away: coverage 1 and 0, not a pooled 0.5.
+    coverage_per_class = benchmark_module("coverage_vs_samples").coverage_per_class
+    real = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(40) % 2
+    samples = torch.where((labels == 1).unsqueeze(1), real + 100.0, real)
+    assert coverage_per_class(real, labels, samples, labels) == [1.0, 0.0]
+
+
+def test_coverage_vs_samples_refuses_counts_that_are_not_whole_draws(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    main = benchmark_module("coverage_vs_samples").main
+    monkeypatch.setattr("sys.argv", ["coverage_vs_samples.py", "--ckpt", "unused", "--data_dir", "unused",
+                                     "--counts", "1000", "1500"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "--counts takes multiples of 1,000" in capsys.readouterr().err

@@ -230,6 +230,8 @@ def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_te
     (["--langevin_steps", "-1"], "--langevin_steps must be >= 0"),
     (["--langevin_steps", "5", "--langevin_step", "0"], "--langevin_step > 0"),
     (["--langevin_steps", "5", "--candidates", "4"], "give one of them"),
+    (["--neighbour_ratio", "10"], "--neighbour_ratio adds a term to the tilt's log-ratio"),
+    (["--neighbour_ratio", "-1", "--tilt_temperature", "6"], "give a weight >= 0"),
 ])
 def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anything(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,6 +240,29 @@ def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anythin
     with pytest.raises(SystemExit):
         main()
     assert message in capsys.readouterr().err
+
+
+def test_neighbour_ratio_tilt_adds_the_k_nn_log_distance_ratio_to_the_gaussian_one() -> None:
+    # rejection_sampling.py --neighbour_ratio W: the training digits form two clusters, G draws from the first only.
+    sampling = benchmark_module("rejection_sampling")
+    rng = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [6.0, 0.0]])
+    real = torch.cat([centres[0] + torch.randn(50, 2, generator=rng), centres[1] + torch.randn(50, 2, generator=rng)])
+    generated = centres[0] + torch.randn(100, 2, generator=rng)
+    zeros = torch.zeros(100, dtype=torch.long)
+    tilt, plain = sampling.NeighbourRatioTilt(num_classes=1, weight=2.0), sampling.FeatureTilt(num_classes=1)
+    for fitted in (tilt, plain):
+        fitted.fit_real(real, zeros)
+        fitted.fit_generated(generated, zeros)
+    candidates = torch.tensor([[0.0, 0.5], [6.0, 0.5]])
+    labels = torch.zeros(2, dtype=torch.long)
+
+    # Both features kept (2 directions of 2): the projection is a rotation, so distances are the raw features'.
+    r_generated = torch.cdist(candidates, generated).kthvalue(5, dim=1).values
+    r_real = torch.cdist(candidates, real).kthvalue(3, dim=1).values
+    added = tilt.log_ratio(candidates, labels) - plain.log_ratio(candidates, labels)
+    torch.testing.assert_close(added, (2.0 * (r_generated.log() - r_real.log())).float(), rtol=1e-4, atol=1e-4)
+    assert added[1] > added[0] + 1  # the training cluster G never draws gains
 
 
 def _trainer_with_train_split() -> Any:
