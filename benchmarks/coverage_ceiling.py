@@ -37,7 +37,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from coverage_sources import covered
+from coverage_sources import coverage_per_class
 from fid_terms import generated_images, load_generator, mean_class_fid
 from torch import Tensor
 
@@ -121,8 +121,7 @@ def shifted_by_one_pixel(images: Tensor, generator: torch.Generator) -> Tensor:
 
 def row(name: str, samples: Tensor, sample_labels: Tensor, real: Tensor, real_labels: Tensor) -> None:
     """Print one table row: coverage of each class's real digits by the samples of that class, then FID."""
-    coverage = [float(covered(real[real_labels == k], samples[sample_labels == k]).double().mean())
-                for k in range(10)]
+    coverage = coverage_per_class(real, real_labels, samples, sample_labels)
     fid = mean_class_fid(samples, sample_labels, real, real_labels)
     cells = " | ".join(f"{value:.3f}" for value in coverage)
     print(f"| {name} | {cells} | **{min(coverage):.3f}** | {sum(coverage) / 10:.3f} | {fid:.2f} |")

@@ -35,6 +35,12 @@ def covered(real: Tensor, other: Tensor, nearest_k: int = DEFAULT_NEAREST_K) -> 
     return pairwise_distances(real, other).min(dim=1).values < radii
 
 
+def coverage_per_class(real: Tensor, real_labels: Tensor, samples: Tensor, sample_labels: Tensor) -> list[float]:
+    """Each class's coverage of its real rows by its sample rows (features ``[N, D]``), as ``SampleQuality`` logs it."""
+    classes = real_labels.unique().tolist()
+    return [float(covered(real[real_labels == k], samples[sample_labels == k]).double().mean()) for k in classes]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_generator_arguments(parser)

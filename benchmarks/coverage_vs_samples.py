@@ -21,9 +21,8 @@ import argparse
 import math
 
 import torch
-from coverage_sources import covered
+from coverage_sources import coverage_per_class
 from fid_terms import generated_images, load_generator
-from torch import Tensor
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
 from cgan_lightning.metrics.features import ClassifierFeatures
@@ -46,12 +45,6 @@ def expected_coverage(real_count: int, sample_count: int, nearest_k: int = DEFAU
         raise ValueError(f"need more than nearest_k={nearest_k} real points and a count of samples >= 0, got "
                          f"{real_count} and {sample_count}")
     return 1.0 - math.comb(real_count - 1, nearest_k) / math.comb(real_count - 1 + sample_count, nearest_k)
-
-
-def coverage_per_class(real: Tensor, real_labels: Tensor, samples: Tensor, sample_labels: Tensor) -> list[float]:
-    """Each class's coverage of its real rows by its sample rows (features ``[N, D]``)."""
-    classes = real_labels.unique().tolist()
-    return [float(covered(real[real_labels == k], samples[sample_labels == k]).double().mean()) for k in classes]
 
 
 def main() -> None:

@@ -91,8 +91,8 @@ class NeighbourRatioTilt(FeatureTilt):
         self.generated_rows: list[torch.Tensor] = []
 
     def _projected_per_class(self, features: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-        features, labels = features.detach().cpu().double(), labels.cpu()
-        return [self._project(features[labels == c], c, self._fitted_real()) for c in range(self.num_classes)]
+        per_class = self._per_class(features, labels, "images", minimum=1)  # checked more strictly by the fits
+        return [self._project(rows, c, self._fitted_real()) for c, rows in enumerate(per_class)]
 
     def fit_real(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         super().fit_real(features, labels)

@@ -204,7 +204,7 @@ def test_expected_coverage_matches_samples_of_the_real_distribution() -> None:
 
 def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
     # Class 0's samples sit on its real points, class 1's far away: coverage 1 and 0, not a pooled 0.5.
-    coverage_per_class = benchmark_module("coverage_vs_samples").coverage_per_class
+    coverage_per_class = benchmark_module("coverage_sources").coverage_per_class
     real = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
     labels = torch.arange(40) % 2
     samples = torch.where((labels == 1).unsqueeze(1), real + 100.0, real)
