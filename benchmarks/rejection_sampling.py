@@ -21,7 +21,10 @@ discriminator-driven latent sampling (Che et al. 2020), whose stationary distrib
 Gaussian log-ratio of each candidate: ``r_G`` the distance to its 5th nearest among G's calibration samples of its
 class, ``r_train`` to its 3rd nearest training digit of its class, both in the tilt's projected critic features. A
 k-NN density-ratio estimate (density falls as the k-th distance to the power of the dimension grows): it favours
-candidates near training digits that G draws too rarely, which a Gaussian cannot see.
+candidates near training digits that G draws too rarely, which a Gaussian cannot see. ``--sharpen S`` (a probe; needs
+``--tilt_temperature``, with or without ``--neighbour_ratio``) adds ``-S * log r_train`` too: ``S > 0`` favours
+candidates where the training digits lie densely (a target sharper than the training split's density), ``S < 0``
+where they lie sparsely (a flatter one).
 
 ``--standing_stats N`` (a probe) first recomputes the sampled generator's BatchNorm running statistics from N batches
 of 64 of its own samples (N(0, I) latents, uniform labels), instead of the live G's that the EMA copies ("standing
@@ -35,7 +38,7 @@ statistics", Brock et al. 2019).
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
         --langevin_steps 20 --langevin_step 0.05
     python benchmarks/rejection_sampling.py --ckpt ... --data_dir ../shared/data --latent_scale 1.05 --min_prob 0.7 \
-        --tilt_temperature 6 --tilt_candidates 4 --neighbour_ratio 96
+        --tilt_temperature 6 --tilt_candidates 4 --neighbour_ratio 96 --sharpen 32
 """
 
 from __future__ import annotations
@@ -78,15 +81,17 @@ def recompute_norm_statistics(model: ConditionalGAN, batches: int, batch_size: i
 
 
 class NeighbourRatioTilt(FeatureTilt):
-    """:class:`FeatureTilt` whose log-ratio adds ``weight * (log r_G - log r_train)``, a k-NN density-ratio term.
+    """:class:`FeatureTilt` whose log-ratio adds ``weight * (log r_G - log r_train) - sharpen * log r_train``.
 
+    The first term is a k-NN density-ratio estimate, the second a k-NN estimate of the training split's log-density.
     ``r_G``: the distance of a candidate to its ``k_generated``-th nearest calibration sample of G in its class,
     ``r_train``: to its ``k_real``-th nearest training digit, both in the class's projected features.
     """
 
-    def __init__(self, num_classes: int, weight: float, k_generated: int = 5, k_real: int = 3) -> None:
+    def __init__(self, num_classes: int, weight: float, k_generated: int = 5, k_real: int = 3,
+                 sharpen: float = 0.0) -> None:
         super().__init__(num_classes)
-        self.weight, self.k_generated, self.k_real = weight, k_generated, k_real
+        self.weight, self.k_generated, self.k_real, self.sharpen = weight, k_generated, k_real, sharpen
         self.real_rows: list[torch.Tensor] = []
         self.generated_rows: list[torch.Tensor] = []
 
@@ -110,7 +115,7 @@ class NeighbourRatioTilt(FeatureTilt):
             x = self._project(features[rows], c, self._fitted_real())
             r_generated = torch.cdist(x, self.generated_rows[c]).kthvalue(self.k_generated, dim=1).values
             r_real = torch.cdist(x, self.real_rows[c]).kthvalue(self.k_real, dim=1).values
-            out[rows] += self.weight * (r_generated.log() - r_real.log())
+            out[rows] += self.weight * (r_generated.log() - r_real.log()) - self.sharpen * r_real.log()
         return out.float()
 
 
@@ -206,6 +211,9 @@ def main() -> None:
     parser.add_argument("--tilt_candidates", type=int, default=4, help="ConditionalGAN's sample_tilt_candidates")
     parser.add_argument("--neighbour_ratio", type=float, default=0.0,
                         help="add this weight times a k-NN density-ratio term to the tilt's log-ratio (probe; 0: off)")
+    parser.add_argument("--sharpen", type=float, default=0.0,
+                        help="add -S * log r_train to the tilt's log-ratio: > 0 favours dense training regions, < 0 "
+                             "sparse ones (probe; 0: off)")
     parser.add_argument("--candidates", type=int, default=1, help="resample among this many by D's score (probe)")
     parser.add_argument("--temperature", type=float, default=1.0, help="of the resampling: exp(score / T)")
     parser.add_argument("--score", choices=["adv", "critic"], default="adv",
@@ -226,6 +234,9 @@ def main() -> None:
     if args.neighbour_ratio < 0 or (args.neighbour_ratio > 0 and args.tilt_temperature <= 0):
         parser.error(f"--neighbour_ratio adds a term to the tilt's log-ratio: give a weight >= 0 and "
                      f"--tilt_temperature > 0, got {args.neighbour_ratio} and {args.tilt_temperature}")
+    if args.sharpen != 0 and args.tilt_temperature <= 0:
+        parser.error(f"--sharpen adds a term to the tilt's log-ratio: give --tilt_temperature > 0 too, got "
+                     f"{args.tilt_temperature}")
     if args.standing_stats < 0:
         parser.error(f"--standing_stats must be >= 0 (0: off), got {args.standing_stats}")
 
@@ -236,8 +247,8 @@ def main() -> None:
             sample_tilt_temperature=args.tilt_temperature, sample_tilt_candidates=args.tilt_candidates)
     except ValueError as error:
         parser.error(str(error))
-    if args.neighbour_ratio > 0:  # the training statistics are refitted below, the same as the checkpoint's
-        model.sample_tilt = NeighbourRatioTilt(model.num_classes, args.neighbour_ratio)
+    if args.neighbour_ratio > 0 or args.sharpen != 0:  # the training statistics are refitted below, as the checkpoint's
+        model.sample_tilt = NeighbourRatioTilt(model.num_classes, args.neighbour_ratio, sharpen=args.sharpen)
     if model.sample_tilt is not None and model.sample_tilt.real is None:
         train_images, train_labels = MNISTDataModule(args.data_dir, download=False).split("train")
         model.fit_sample_tilt(normalize(train_images), train_labels)

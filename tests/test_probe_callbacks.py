@@ -232,6 +232,7 @@ def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_te
     (["--langevin_steps", "5", "--candidates", "4"], "give one of them"),
     (["--neighbour_ratio", "10"], "--neighbour_ratio adds a term to the tilt's log-ratio"),
     (["--neighbour_ratio", "-1", "--tilt_temperature", "6"], "give a weight >= 0"),
+    (["--sharpen", "32"], "--sharpen adds a term to the tilt's log-ratio"),
 ])
 def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anything(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -263,6 +264,28 @@ def test_neighbour_ratio_tilt_adds_the_k_nn_log_distance_ratio_to_the_gaussian_o
     added = tilt.log_ratio(candidates, labels) - plain.log_ratio(candidates, labels)
     torch.testing.assert_close(added, (2.0 * (r_generated.log() - r_real.log())).float(), rtol=1e-4, atol=1e-4)
     assert added[1] > added[0] + 1  # the training cluster G never draws gains
+
+
+def test_sharpened_tilt_adds_the_training_digits_k_nn_log_density() -> None:
+    # rejection_sampling.py --sharpen S: -S * log r_train, with or without the density-ratio term.
+    sampling = benchmark_module("rejection_sampling")
+    rng = torch.Generator().manual_seed(1)
+    real = torch.cat([torch.randn(80, 2, generator=rng) * 0.5, torch.randn(20, 2, generator=rng) * 3.0])
+    generated = torch.randn(100, 2, generator=rng)
+    zeros = torch.zeros(100, dtype=torch.long)
+    tilts = {(weight, sharpen): sampling.NeighbourRatioTilt(num_classes=1, weight=weight, sharpen=sharpen)
+             for weight, sharpen in ((0.0, 0.0), (0.0, 4.0), (2.0, 0.0), (2.0, 4.0))}
+    for tilt in tilts.values():
+        tilt.fit_real(real, zeros)
+        tilt.fit_generated(generated, zeros)
+    candidates = torch.tensor([[0.0, 0.1], [4.0, 4.0]])  # in the dense core, and out where training digits are few
+    labels = torch.zeros(2, dtype=torch.long)
+
+    r_real = torch.cdist(candidates, real).kthvalue(3, dim=1).values
+    for weight in (0.0, 2.0):
+        added = tilts[(weight, 4.0)].log_ratio(candidates, labels) - tilts[(weight, 0.0)].log_ratio(candidates, labels)
+        torch.testing.assert_close(added, (-4.0 * r_real.log()).float(), rtol=1e-4, atol=1e-4)
+        assert added[0] > added[1] + 1  # the dense core gains
 
 
 def _trainer_with_train_split() -> Any:
