@@ -234,7 +234,7 @@ def test_resampling_by_score_keeps_the_best_scored_of_the_candidates_at_a_low_te
     (["--neighbour_ratio", "-1", "--tilt_temperature", "6"], "give a weight >= 0"),
     (["--sharpen", "32"], "--sharpen adds a term to the tilt's log-ratio"),
 ])
-def test_rejection_sampling_refuses_bad_langevin_settings_before_loading_anything(
+def test_rejection_sampling_refuses_bad_probe_settings_before_loading_anything(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     main = benchmark_module("rejection_sampling").main
     monkeypatch.setattr(sys, "argv", ["rejection_sampling.py", "--ckpt", "missing.ckpt", "--data_dir", "none", *argv])
