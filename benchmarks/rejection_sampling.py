@@ -114,8 +114,8 @@ class NeighbourRatioTilt(FeatureTilt):
             rows = labels == c
             x = self._project(features[rows], c, self._fitted_real())
             r_generated = torch.cdist(x, self.generated_rows[c]).kthvalue(self.k_generated, dim=1).values
-            r_real = torch.cdist(x, self.real_rows[c]).kthvalue(self.k_real, dim=1).values
-            out[rows] += self.weight * (r_generated.log() - r_real.log()) - self.sharpen * r_real.log()
+            log_r_real = torch.cdist(x, self.real_rows[c]).kthvalue(self.k_real, dim=1).values.log()
+            out[rows] += self.weight * (r_generated.log() - log_r_real) - self.sharpen * log_r_real
         return out.float()
 
 
