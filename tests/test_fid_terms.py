@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import benchmark_module
+from conftest import benchmark_module, make_fake_mnist
 from torch import Tensor
 
 
@@ -200,6 +201,84 @@ def test_expected_coverage_matches_samples_of_the_real_distribution() -> None:
                                                                       torch.randn(sample_count, 3, generator=rng))
                         .double().mean()) for _ in range(40)]
         assert sum(scores) / len(scores) == pytest.approx(module.expected_coverage(real_count, sample_count), abs=0.01)
+
+
+def test_matched_coverage_meets_the_formula_for_one_distribution_and_falls_for_two() -> None:
+    # benchmarks/coverage_at_scale.py. s points against s others of the same Gaussian cover about
+    # expected_coverage(s, s); halves of one set (disjoint) likewise, never a point covering itself; a shifted
+    # population covers less; a far one nothing.
+    module = benchmark_module("coverage_at_scale")
+    expected = benchmark_module("coverage_vs_samples").expected_coverage(100, 100)
+    rng = torch.Generator().manual_seed(0)
+    real, same = torch.randn(1000, 3, generator=rng), torch.randn(1000, 3, generator=rng)
+    assert module.matched_coverage(real, same, 100, 60, rng) == pytest.approx(expected, abs=0.008)
+    assert module.matched_coverage(real, same + 1.0, 100, 60, rng) < expected - 0.1
+    assert module.matched_coverage(real, same + 100.0, 100, 5, rng) == 0.0
+    # Two halves of 200 points: drawn independently, half of the points would also sit on the other side.
+    assert module.matched_coverage(real[:200], real[:200], 100, 60, rng, disjoint=True) == pytest.approx(expected,
+                                                                                                       abs=0.006)
+    assert module.matched_coverage(real, real, 1000, 1, rng) == 1.0  # every point drawn on both sides
+
+
+def test_matched_coverage_refuses_sizes_the_sets_cannot_fill() -> None:
+    matched_coverage = benchmark_module("coverage_at_scale").matched_coverage
+    rng = torch.Generator().manual_seed(0)
+    points = torch.randn(20, 2, generator=rng)
+    with pytest.raises(ValueError, match="size must exceed nearest_k=5"):
+        matched_coverage(points, points, 5, 1, rng)
+    with pytest.raises(ValueError, match="size 11 needs 22 rows of real"):
+        matched_coverage(points, points, 11, 1, rng, disjoint=True)
+    with pytest.raises(ValueError, match="size 12 needs 12 rows of real and 12 of other"):
+        matched_coverage(points, points[:10], 12, 1, rng)
+
+
+def test_extrapolate_log2_reads_the_least_squares_line_at_the_target() -> None:
+    extrapolate_log2 = benchmark_module("coverage_at_scale").extrapolate_log2
+    # On a line in log2 of the scale: one more doubling continues it.
+    assert extrapolate_log2([125, 250, 500], [0.96, 0.95, 0.94], 1000) == pytest.approx(0.93)
+    # Off the line: the least-squares fit through (0, 0.9), (1, 1.0), (2, 0.9) is flat at 0.9333.
+    assert extrapolate_log2([1, 2, 4], [0.9, 1.0, 0.9], 16) == pytest.approx(0.9 + 0.1 / 3)
+    with pytest.raises(ValueError, match="two or more distinct scales"):
+        extrapolate_log2([100, 100], [0.9, 0.8], 1000)
+
+
+def test_coverage_at_scale_prints_each_scale_and_the_line_through_the_fitted_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # 20 digits per class on each side of the synthetic split: rows at 6, 8 and 10, the reference where the class
+    # holds twice the count, and a last row that continues the line through 8 and 10 only (--fit_from 8).
+    module = benchmark_module("coverage_at_scale")
+    data_dir = make_fake_mnist(tmp_path / "data", n_train=200, n_test=200)
+    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", str(data_dir), "--scales", "10", "6", "8",
+                                     "--repeats", "2", "--fit_from", "8"])
+    module.main()
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["| 6", "| 8", "| 10",
+                                        "| fitted over 8-10, read at 20-20 (the class's evaluation count)"]
+    assert all(row[-1] != "n/a |" for row in rows[:3])
+    per_class = [[float(cell) for cell in row[1:11]] for row in rows]
+    for k in range(10):
+        line = module.extrapolate_log2([8, 10], [per_class[1][k], per_class[2][k]], 20)
+        assert per_class[3][k] == pytest.approx(min(1.0, max(0.0, line)), abs=1.5e-3)
+    assert max(per_class[3]) <= 1.0
+    assert float(rows[3][11].strip("*")) == pytest.approx(min(per_class[3]), abs=1e-3)
+
+
+def test_coverage_at_scale_refuses_scales_past_the_training_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    main = benchmark_module("coverage_at_scale").main
+    data_dir = make_fake_mnist(tmp_path / "data")  # 20 training digits per class
+    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", str(data_dir), "--scales", "6", "30"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "smallest class holds 20 digits: drop the larger scales" in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", "unused", "--scales", "62", "5"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "each > 5" in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", "unused", "--fit_from", "600"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "--fit_from 600 leaves 0" in capsys.readouterr().err
 
 
 def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
