@@ -36,12 +36,11 @@ from cgan_lightning.metrics.prdc import DEFAULT_NEAREST_K
 DEFAULT_SCALES = (62, 88, 125, 177, 250, 354, 500)
 
 
-def matched_coverage(real: Tensor, other: Tensor, size: int, repeats: int, generator: torch.Generator,
-                     disjoint: bool = False) -> float:
+def matched_coverage(real: Tensor, other: Tensor | None, size: int, repeats: int, generator: torch.Generator) -> float:
     """Mean coverage of ``size`` random rows of ``real`` by ``size`` random rows of ``other`` over ``repeats`` draws.
 
-    With ``disjoint`` (``other`` is ``real``), the two draws are disjoint halves of one permutation, so no point
-    covers itself.
+    With ``other=None`` the covering rows are ``real``'s too: the two sides are disjoint halves of one permutation, so
+    no point covers itself.
 
     >>> points = torch.arange(20.0).unsqueeze(1)
     >>> matched_coverage(points, points + 1000, 10, 3, torch.Generator().manual_seed(0))
@@ -50,15 +49,16 @@ def matched_coverage(real: Tensor, other: Tensor, size: int, repeats: int, gener
     if size <= DEFAULT_NEAREST_K:
         raise ValueError(f"size must exceed nearest_k={DEFAULT_NEAREST_K} (a ball needs k other real points), "
                          f"got {size}")
-    needed = 2 * size if disjoint else size
-    if len(real) < needed or len(other) < size:
-        raise ValueError(f"size {size} needs {needed} rows of real and {size} of other, got {len(real)} and "
-                         f"{len(other)}")
+    needed = size if other is not None else 2 * size
+    if len(real) < needed or (other is not None and len(other) < size):
+        sides = f"{size} of other" if other is not None else "none of other (halves of real)"
+        raise ValueError(f"size {size} needs {needed} rows of real and {sides}, got {len(real)} rows of real"
+                         + (f" and {len(other)} of other" if other is not None else ""))
     total = 0.0
     for _ in range(repeats):
         order = torch.randperm(len(real), generator=generator)
         picked = real[order[:size]]
-        if disjoint:
+        if other is None:
             others = real[order[size:needed]]
         else:
             others = other[torch.randperm(len(other), generator=generator)[:size]]
@@ -124,8 +124,8 @@ def main() -> None:
             value = matched_coverage(real[eval_labels == k], train[train_labels == k], size, args.repeats, generator)
             by_class[k].append(value)
             cells.append(value)
-        same = [matched_coverage(real[eval_labels == k], real[eval_labels == k], size, args.repeats, generator,
-                                 disjoint=True) for k in classes if eval_counts[k] >= 2 * size]
+        same = [matched_coverage(real[eval_labels == k], None, size, args.repeats, generator)
+                for k in classes if eval_counts[k] >= 2 * size]
         reference = f"{min(same):.3f}, {sum(same) / len(same):.3f}" if len(same) == len(cells) else "n/a"
         print(f"| {size} | " + " | ".join(f"{v:.3f}" for v in cells)
               + f" | **{min(cells):.3f}** | {sum(cells) / len(cells):.3f} | {reference} |")

@@ -205,7 +205,7 @@ def test_expected_coverage_matches_samples_of_the_real_distribution() -> None:
 
 def test_matched_coverage_meets_the_formula_for_one_distribution_and_falls_for_two() -> None:
     # benchmarks/coverage_at_scale.py. s points against s others of the same Gaussian cover about
-    # expected_coverage(s, s); halves of one set (disjoint) likewise, never a point covering itself; a shifted
+    # expected_coverage(s, s); halves of one set (other=None) likewise, never a point covering itself; a shifted
     # population covers less; a far one nothing.
     module = benchmark_module("coverage_at_scale")
     expected = benchmark_module("coverage_vs_samples").expected_coverage(100, 100)
@@ -215,8 +215,7 @@ def test_matched_coverage_meets_the_formula_for_one_distribution_and_falls_for_t
     assert module.matched_coverage(real, same + 1.0, 100, 60, rng) < expected - 0.1
     assert module.matched_coverage(real, same + 100.0, 100, 5, rng) == 0.0
     # Two halves of 200 points: drawn independently, half of the points would also sit on the other side.
-    assert module.matched_coverage(real[:200], real[:200], 100, 60, rng, disjoint=True) == pytest.approx(expected,
-                                                                                                       abs=0.006)
+    assert module.matched_coverage(real[:200], None, 100, 60, rng) == pytest.approx(expected, abs=0.006)
     assert module.matched_coverage(real, real, 1000, 1, rng) == 1.0  # every point drawn on both sides
 
 
@@ -226,9 +225,10 @@ def test_matched_coverage_refuses_sizes_the_sets_cannot_fill() -> None:
     points = torch.randn(20, 2, generator=rng)
     with pytest.raises(ValueError, match="size must exceed nearest_k=5"):
         matched_coverage(points, points, 5, 1, rng)
-    with pytest.raises(ValueError, match="size 11 needs 22 rows of real"):
-        matched_coverage(points, points, 11, 1, rng, disjoint=True)
-    with pytest.raises(ValueError, match="size 12 needs 12 rows of real and 12 of other"):
+    with pytest.raises(ValueError, match=r"size 11 needs 22 rows of real and none of other \(halves of real\), "
+                                         "got 20 rows of real$"):
+        matched_coverage(points, None, 11, 1, rng)
+    with pytest.raises(ValueError, match="size 12 needs 12 rows of real and 12 of other, got 20 rows of real and 10"):
         matched_coverage(points, points[:10], 12, 1, rng)
 
 
