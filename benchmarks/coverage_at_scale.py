@@ -107,8 +107,7 @@ def main() -> None:
         parser.error(f"--scales goes up to {max(args.scales)}, but the training split's smallest class holds "
                      f"{smallest} digits: drop the larger scales")
     extractor = ClassifierFeatures()
-    train = torch.cat([extractor(normalize(train_images[i : i + 1000])) for i in range(0, len(train_images), 1000)])
-    real = torch.cat([extractor(normalize(eval_images[i : i + 1000])) for i in range(0, len(eval_images), 1000)])
+    train, real = extractor(normalize(train_images)), extractor(normalize(eval_images))
     classes = range(data.num_classes)
     eval_counts = [int((eval_labels == k).sum()) for k in classes]
     generator = torch.Generator().manual_seed(args.seed)

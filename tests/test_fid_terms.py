@@ -16,6 +16,15 @@ def _fid_terms() -> Any:
     return benchmark_module("fid_terms").fid_terms
 
 
+def _parser_error(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch,
+                  capsys: pytest.CaptureFixture[str]) -> str:
+    """What ``benchmarks/<script>.py`` prints when its argument parser refuses ``args`` (it must exit)."""
+    monkeypatch.setattr("sys.argv", [f"{script}.py", *args])
+    with pytest.raises(SystemExit):
+        benchmark_module(script).main()
+    return capsys.readouterr().err
+
+
 @pytest.fixture
 def real() -> torch.Tensor:
     return torch.randn(2000, 6, generator=torch.Generator().manual_seed(0)) @ torch.diag(torch.arange(1.0, 7.0))
@@ -160,11 +169,8 @@ def test_thickened_copies_widen_or_thin_a_bar_in_place() -> None:
 
 def test_coverage_ceiling_refuses_a_thickness_outside_zero_to_one(monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    main = benchmark_module("coverage_ceiling").main
-    monkeypatch.setattr("sys.argv", ["coverage_ceiling.py", "--data_dir", "unused", "--thickness", "1.5"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "--thickness takes a blend factor in [0, 1]" in capsys.readouterr().err
+    err = _parser_error("coverage_ceiling", ["--data_dir", "unused", "--thickness", "1.5"], monkeypatch, capsys)
+    assert "--thickness takes a blend factor in [0, 1]" in err
 
 
 def test_coverage_ceiling_refuses_a_malformed_elastic() -> None:
@@ -265,20 +271,15 @@ def test_coverage_at_scale_prints_each_scale_and_the_line_through_the_fitted_one
 
 def test_coverage_at_scale_refuses_scales_past_the_training_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    main = benchmark_module("coverage_at_scale").main
     data_dir = make_fake_mnist(tmp_path / "data")  # 20 training digits per class
-    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", str(data_dir), "--scales", "6", "30"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "smallest class holds 20 digits: drop the larger scales" in capsys.readouterr().err
-    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", "unused", "--scales", "62", "5"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "each > 5" in capsys.readouterr().err
-    monkeypatch.setattr("sys.argv", ["coverage_at_scale.py", "--data_dir", "unused", "--fit_from", "600"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "--fit_from 600 leaves 0" in capsys.readouterr().err
+
+    def error(*args: str) -> str:
+        return _parser_error("coverage_at_scale", list(args), monkeypatch, capsys)
+
+    assert "smallest class holds 20 digits: drop the larger scales" in error("--data_dir", str(data_dir),
+                                                                             "--scales", "6", "30")
+    assert "each > 5" in error("--data_dir", "unused", "--scales", "62", "5")
+    assert "--fit_from 600 leaves 0" in error("--data_dir", "unused", "--fit_from", "600")
 
 
 def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
@@ -292,9 +293,6 @@ def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
 
 def test_coverage_vs_samples_refuses_counts_that_are_not_whole_draws(monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    main = benchmark_module("coverage_vs_samples").main
-    monkeypatch.setattr("sys.argv", ["coverage_vs_samples.py", "--ckpt", "unused", "--data_dir", "unused",
-                                     "--counts", "1000", "1500"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "--counts takes multiples of 1,000" in capsys.readouterr().err
+    err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--counts", "1000", "1500"],
+                        monkeypatch, capsys)
+    assert "--counts takes multiples of 1,000" in err
