@@ -9,10 +9,13 @@ The checkpoint's generator (EMA weights, its own sampling options) draws ``PerCl
 with seed ``--seed``, then 1,000 more with seed ``--seed + 1``, and so on; the row for ``M`` samples scores the first
 ``M / 1,000`` of those sets, so its first row repeats the run's own ``val/coverage/class_<k>``. Beside each row, the
 mean coverage a generator drawing fresh digits of the evaluation split's own distribution would expect at that count
-(:func:`expected_coverage`).
+(:func:`expected_coverage`). ``--latents sobol`` draws each set's latents as a scrambled Sobol sequence per class
+(:func:`fid_terms.quasi_random_latents`) instead of independently: the same distribution, spread more evenly, so a
+generator whose misses are a matter of its samples clumping would cover more with them.
 
     python benchmarks/coverage_vs_samples.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data --counts 1000 2000 4000 8000 16000
+    python benchmarks/coverage_vs_samples.py --ckpt ... --data_dir ../shared/data --counts 1000 --latents sobol
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 2000, 4000, 8000, 16000],
                         help="samples per class of each row: multiples of 1,000")
     parser.add_argument("--seed", type=int, default=0, help="of the first 1,000 samples per class (then seed + 1, ...)")
+    parser.add_argument("--latents", choices=["normal", "sobol"], default="normal",
+                        help="independent N(0, I) draws, as the callbacks', or a scrambled Sobol sequence per class")
     args = parser.parse_args()
     if any(count < 1000 or count % 1000 for count in args.counts):
         parser.error(f"--counts takes multiples of 1,000 (each set of 1,000 is one seed's draw), got {args.counts}")
@@ -66,7 +71,7 @@ def main() -> None:
     model = load_generator(args.ckpt)
     sets = []
     for offset in range(max(args.counts) // 1000):
-        images, labels = generated_images(model, 1000, args.seed + offset)
+        images, labels = generated_images(model, 1000, args.seed + offset, quasi_random=args.latents == "sobol")
         sets.append((extractor(images), labels))
 
     print("| samples per class | " + " | ".join(f"class {k}" for k in range(len(real_counts)))

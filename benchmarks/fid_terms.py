@@ -52,13 +52,34 @@ def load_generator(ckpt: str, latent_scale: float | None = None) -> ConditionalG
     return ConditionalGAN.load_from_checkpoint(ckpt, map_location="cpu", **scale)
 
 
+def quasi_random_latents(num_classes: int, per_class: int, latent_dim: int, seed: int) -> tuple[Tensor, Tensor]:
+    """As :func:`class_balanced_latents`, but each class's latents are a scrambled Sobol sequence mapped through the
+    normal's inverse CDF: N(0, I) in each entry, spread more evenly over the latent space than independent draws.
+
+    >>> z, labels = quasi_random_latents(2, 4, 3, seed=0)
+    >>> tuple(z.shape), labels.tolist()
+    ((8, 3), [0, 0, 0, 0, 1, 1, 1, 1])
+    """
+    if per_class < 1:
+        raise ValueError(f"samples per class must be >= 1, got {per_class}")
+    latents = []
+    for label in range(num_classes):
+        engine = torch.quasirandom.SobolEngine(latent_dim, scramble=True, seed=seed * num_classes + label)
+        uniform = engine.draw(per_class, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)  # ndtri(0) is -inf
+        latents.append(torch.special.ndtri(uniform).float())
+    return torch.cat(latents), torch.arange(num_classes).repeat_interleave(per_class)
+
+
 def generated_images(model: ConditionalGAN, samples_per_class: int, seed: int,
-                     raw: bool = False) -> tuple[Tensor, Tensor]:
+                     raw: bool = False, quasi_random: bool = False) -> tuple[Tensor, Tensor]:
     """``PerClassFID``'s samples: ``samples_per_class`` per class from ``seed``, with G's EMA weights unless ``raw``.
 
     They are drawn as ``model.sample`` draws, with the model's own sampling options (its latent scale and rejection).
+    ``quasi_random`` draws the first latents from :func:`quasi_random_latents` instead (other samples than the
+    callbacks').
     """
-    z, labels = class_balanced_latents(model.num_classes, samples_per_class, model.latent_dim, seed)
+    draw_latents = quasi_random_latents if quasi_random else class_balanced_latents
+    z, labels = draw_latents(model.num_classes, samples_per_class, model.latent_dim, seed)
     ema = False if raw else None  # None: the EMA weights when the model keeps them
     images = torch.cat([model.sample(labels[i : i + 1000], z=z[i : i + 1000], ema=ema)
                         for i in range(0, len(labels), 1000)])

@@ -296,3 +296,67 @@ def test_coverage_vs_samples_refuses_counts_that_are_not_whole_draws(monkeypatch
     err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--counts", "1000", "1500"],
                         monkeypatch, capsys)
     assert "--counts takes multiples of 1,000" in err
+
+
+def test_quasi_random_latents_are_seeded_standard_normal_and_evenly_spread() -> None:
+    fid_terms = benchmark_module("fid_terms")
+    z, labels = fid_terms.quasi_random_latents(3, 256, 8, seed=0)
+    assert z.shape == (768, 8) and z.dtype == torch.float32 and torch.isfinite(z).all()
+    assert labels.tolist() == [0] * 256 + [1] * 256 + [2] * 256
+    assert torch.equal(z, fid_terms.quasi_random_latents(3, 256, 8, seed=0)[0])
+    assert not torch.allclose(z, fid_terms.quasi_random_latents(3, 256, 8, seed=1)[0])
+    assert not torch.allclose(z[:256], z[256:512])  # each class has its own sequence
+    assert z.mean().abs() < 0.02 and (z.std() - 1).abs() < 0.02
+    # Evenness: within a class, the first two entries' normal CDFs put exactly 16 of 256 points in each cell of a
+    # 4 x 4 grid (a Sobol net), where independent draws scatter around 16.
+    def grid_counts(latents: Tensor) -> Tensor:
+        cells = (torch.special.ndtr(latents[:, :2].double()) * 4).long().clamp(max=3)
+        return torch.bincount(cells[:, 0] * 4 + cells[:, 1], minlength=16)
+    assert all(grid_counts(z[k * 256 : (k + 1) * 256]).tolist() == [16] * 16 for k in range(3))
+    independent = fid_terms.class_balanced_latents(3, 256, 8, 0)[0]
+    assert grid_counts(independent[:256]).tolist() != [16] * 16
+    with pytest.raises(ValueError, match="samples per class must be >= 1"):
+        fid_terms.quasi_random_latents(3, 0, 8, seed=0)
+
+
+def test_generated_images_draws_quasi_random_latents_when_asked() -> None:
+    from cgan_lightning import ConditionalGAN
+
+    fid_terms = benchmark_module("fid_terms")
+    torch.manual_seed(0)
+    model = ConditionalGAN(latent_dim=8).eval()
+    images, labels = fid_terms.generated_images(model, 4, seed=3, quasi_random=True)
+    z, expected_labels = fid_terms.quasi_random_latents(model.num_classes, 4, 8, seed=3)
+    assert torch.equal(labels, expected_labels)
+    assert torch.equal(images, model.sample(labels, z=z))
+    independent, _ = fid_terms.generated_images(model, 4, seed=3)
+    assert not torch.allclose(images, independent)
+
+
+@pytest.mark.parametrize("latents", ["normal", "sobol"])
+def test_coverage_vs_samples_draws_the_latents_asked_for(latents: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # A small untrained generator stands in for the checkpoint; the row for 1,000 samples per class must score the
+    # images of the asked latents (independent draws from --seed, or its Sobol sequences).
+    from cgan_lightning import ConditionalGAN
+
+    module = benchmark_module("coverage_vs_samples")
+    torch.manual_seed(0)
+    model = ConditionalGAN(latent_dim=8).eval()
+    monkeypatch.setattr(module, "load_generator", lambda ckpt: model)
+    scored: list[Tensor] = []
+
+    def record_samples(real: Tensor, real_labels: Tensor, samples: Tensor, labels: Tensor) -> list[float]:
+        scored.append(samples)
+        return [0.5] * 10
+
+    monkeypatch.setattr(module, "coverage_per_class", record_samples)
+    data_dir = make_fake_mnist(tmp_path / "data", n_train=20, n_test=100)
+    monkeypatch.setattr("sys.argv", ["coverage_vs_samples.py", "--ckpt", "unused", "--data_dir", str(data_dir),
+                                     "--counts", "1000", "--seed", "2", "--latents", latents])
+    module.main()
+    assert "| 1,000 | " in capsys.readouterr().out
+    fid_terms = benchmark_module("fid_terms")
+    images, _ = fid_terms.generated_images(model, 1000, 2, quasi_random=latents == "sobol")
+    expected = module.ClassifierFeatures()(images)
+    assert len(scored) == 1 and torch.allclose(scored[0], expected, atol=1e-5)
