@@ -11,7 +11,8 @@ with seed ``--seed``, then 1,000 more with seed ``--seed + 1``, and so on; the r
 mean coverage a generator drawing fresh digits of the evaluation split's own distribution would expect at that count
 (:func:`expected_coverage`). ``--latents sobol`` draws each set's latents as a scrambled Sobol sequence per class
 (:func:`fid_terms.quasi_random_latents`) instead of independently: the same distribution, spread more evenly, so a
-generator whose misses are a matter of its samples clumping would cover more with them.
+generator whose misses are a matter of its samples clumping would cover more with them. ``--latent_scale`` samples
+with latents that many times N(0, I) in place of the checkpoint's own ``sample_latent_scale``.
 
     python benchmarks/coverage_vs_samples.py --ckpt runs/mnist/lightning_logs/version_0/checkpoints/last.ckpt \
         --data_dir ../shared/data --counts 1000 2000 4000 8000 16000
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the first 1,000 samples per class (then seed + 1, ...)")
     parser.add_argument("--latents", choices=["normal", "sobol"], default="normal",
                         help="independent N(0, I) draws, as the callbacks', or a scrambled Sobol sequence per class")
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="sample with latents this many times N(0, I) (default: the checkpoint's own)")
     args = parser.parse_args()
     if any(count < 1000 or count % 1000 for count in args.counts):
         parser.error(f"--counts takes multiples of 1,000 (each set of 1,000 is one seed's draw), got {args.counts}")
@@ -68,7 +71,7 @@ def main() -> None:
     extractor = ClassifierFeatures()
     real = extractor(normalize(eval_images))
     real_counts = torch.bincount(eval_labels).tolist()
-    model = load_generator(args.ckpt)
+    model = load_generator(args.ckpt, latent_scale=args.latent_scale)
     sets = []
     for offset in range(max(args.counts) // 1000):
         images, labels = generated_images(model, 1000, args.seed + offset, quasi_random=args.latents == "sobol")

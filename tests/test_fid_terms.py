@@ -334,16 +334,23 @@ def test_generated_images_draws_quasi_random_latents_when_asked() -> None:
 
 
 @pytest.mark.parametrize("latents", ["normal", "sobol"])
-def test_coverage_vs_samples_draws_the_latents_asked_for(latents: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    # A small untrained generator stands in for the checkpoint; the row for 1,000 samples per class must score the
-    # images of the asked latents (independent draws from --seed, or its Sobol sequences).
+def test_coverage_vs_samples_draws_the_latents_and_scale_asked_for(
+        latents: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A small untrained generator stands in for the checkpoint, loaded with the asked latent scale; the row for 1,000
+    # samples per class must score the images of the asked latents (independent draws from --seed, or its Sobol
+    # sequences).
     from cgan_lightning import ConditionalGAN
 
     module = benchmark_module("coverage_vs_samples")
     torch.manual_seed(0)
     model = ConditionalGAN(latent_dim=8).eval()
-    monkeypatch.setattr(module, "load_generator", lambda ckpt: model)
+    loaded: list[tuple[str, float | None]] = []
+
+    def load_generator(ckpt: str, latent_scale: float | None = None) -> Any:
+        loaded.append((ckpt, latent_scale))
+        return model
+
+    monkeypatch.setattr(module, "load_generator", load_generator)
     scored: list[Tensor] = []
 
     def record_samples(real: Tensor, real_labels: Tensor, samples: Tensor, labels: Tensor) -> list[float]:
@@ -353,8 +360,9 @@ def test_coverage_vs_samples_draws_the_latents_asked_for(latents: str, tmp_path:
     monkeypatch.setattr(module, "coverage_per_class", record_samples)
     data_dir = make_fake_mnist(tmp_path / "data", n_train=20, n_test=100)
     monkeypatch.setattr("sys.argv", ["coverage_vs_samples.py", "--ckpt", "unused", "--data_dir", str(data_dir),
-                                     "--counts", "1000", "--seed", "2", "--latents", latents])
+                                     "--counts", "1000", "--seed", "2", "--latents", latents, "--latent_scale", "0.9"])
     module.main()
+    assert loaded == [("unused", 0.9)]
     assert "| 1,000 | " in capsys.readouterr().out
     fid_terms = benchmark_module("fid_terms")
     images, _ = fid_terms.generated_images(model, 1000, 2, quasi_random=latents == "sobol")
