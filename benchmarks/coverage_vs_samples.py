@@ -65,6 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(count < 1000 or count % 1000 for count in args.counts):
         parser.error(f"--counts takes multiples of 1,000 (each set of 1,000 is one seed's draw), got {args.counts}")
+    if args.latent_scale is not None and not args.latent_scale > 0:
+        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {args.latent_scale}")
 
     data = MNISTDataModule(args.data_dir, download=False)
     eval_images, eval_labels = data.split("test")

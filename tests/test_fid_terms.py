@@ -291,11 +291,14 @@ def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
     assert coverage_per_class(real, labels, samples, labels) == [1.0, 0.0]
 
 
-def test_coverage_vs_samples_refuses_counts_that_are_not_whole_draws(monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_coverage_vs_samples_refuses_partial_draws_and_a_scale_not_above_zero(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--counts", "1000", "1500"],
                         monkeypatch, capsys)
     assert "--counts takes multiples of 1,000" in err
+    err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--latent_scale", "0"],
+                        monkeypatch, capsys)
+    assert "--latent_scale must be > 0 (1: latents as trained), got 0.0" in err
 
 
 def test_quasi_random_latents_are_seeded_standard_normal_and_evenly_spread() -> None:
