@@ -11,6 +11,8 @@ import torch
 from conftest import benchmark_module, make_fake_mnist
 from torch import Tensor
 
+from cgan_lightning import ConditionalGAN
+
 
 def _fid_terms() -> Any:
     return benchmark_module("fid_terms").fid_terms
@@ -323,8 +325,6 @@ def test_quasi_random_latents_are_seeded_standard_normal_and_evenly_spread() -> 
 
 
 def test_generated_images_draws_quasi_random_latents_when_asked() -> None:
-    from cgan_lightning import ConditionalGAN
-
     fid_terms = benchmark_module("fid_terms")
     torch.manual_seed(0)
     model = ConditionalGAN(latent_dim=8).eval()
@@ -342,8 +342,6 @@ def test_coverage_vs_samples_draws_the_latents_and_scale_asked_for(
     # A small untrained generator stands in for the checkpoint, loaded with the asked latent scale; the row for 1,000
     # samples per class must score the images of the asked latents (independent draws from --seed, or its Sobol
     # sequences).
-    from cgan_lightning import ConditionalGAN
-
     module = benchmark_module("coverage_vs_samples")
     torch.manual_seed(0)
     model = ConditionalGAN(latent_dim=8).eval()
