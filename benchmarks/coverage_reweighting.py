@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--train_draws", type=int, default=None,
                         help="draws the training-balls fit scores (default: the class's count of training digits)")
     parser.add_argument("--pool_cache", default=None,
-                        help="a .pt file: the pool's features are read from it if it exists, else saved to it")
+                        help="a .pt file: the pool's features are read from it if it holds this --ckpt's pool of this "
+                             "--pool and --seed, else saved to it")
     args = parser.parse_args()
     if args.pool < 1000 or args.pool % 1000:
         parser.error(f"--pool takes a multiple of 1,000 (each 1,000 is one seed's draw), got {args.pool}")
@@ -112,14 +113,20 @@ def main() -> None:
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
     train, real = extractor(normalize(train_images)), extractor(normalize(eval_images))
     model = load_generator(args.ckpt)
+    source = {"ckpt": str(Path(args.ckpt).resolve()), "pool": args.pool, "seed": args.seed}
     if args.pool_cache and Path(args.pool_cache).exists():
-        pool, pool_labels = torch.load(args.pool_cache)
+        cached = torch.load(args.pool_cache)
+        held = cached.get("source") if isinstance(cached, dict) else "no pool of this script"
+        if held != source:
+            parser.error(f"--pool_cache {args.pool_cache} holds the pool of {held}, not of {source}: "
+                         "name another file, or delete this one to sample the pool again")
+        pool, pool_labels = cached["features"], cached["labels"]
     else:
         pool_sets = [generated_images(model, 1000, args.seed + offset) for offset in range(args.pool // 1000)]
         pool = torch.cat([extractor(images) for images, _ in pool_sets])
         pool_labels = torch.cat([labels for _, labels in pool_sets])
         if args.pool_cache:
-            torch.save((pool, pool_labels), args.pool_cache)
+            torch.save({"source": source, "features": pool, "labels": pool_labels}, args.pool_cache)
 
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     for k in range(model.num_classes):
@@ -140,7 +147,8 @@ def main() -> None:
 
     print(f"{args.pool:,} samples per class reweighted; {args.draws:,} drawn per class\n")
     print("| weights | " + " | ".join(f"class {k}" for k in range(model.num_classes))
-          + " | worst | mean | one draw: worst | one draw: mean | one draw: FID | effective share |")
+          + " | worst (expected) | mean (expected) | one draw: worst | one draw: mean | one draw: FID"
+          + " | effective share |")
     print("|---|" + "---:|" * (model.num_classes + 6))
     for name, per_class in rows.items():
         expected, drawn_cov, fid, share = (torch.tensor(column) for column in zip(*per_class, strict=True))

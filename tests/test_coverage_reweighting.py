@@ -126,6 +126,12 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
     monkeypatch.setattr(module, "generated_images", no_sampling)
     module.main()
     assert capsys.readouterr().out == first
+    # Another checkpoint's run must not read this pool, nor overwrite it.
+    monkeypatch.setattr("sys.argv", [*argv[:2], "other.ckpt", *argv[3:]])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "holds the pool of" in capsys.readouterr().err and "other.ckpt" not in str(torch.load(cache)["source"])
+    monkeypatch.setattr("sys.argv", argv)
 
     # --train_k and --train_draws shape the training split's fits only.
     ball_ks: list[int] = []
