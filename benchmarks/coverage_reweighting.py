@@ -3,10 +3,11 @@
 At 1,000 samples per class G misses evaluation digits that its support reaches (`coverage_vs_samples.py`): it draws
 near them too rarely. A sampler may reweight what G draws, as the shipped tilt and redraws do. This asks how much any
 reweighting could gain. The checkpoint's generator draws a pool of ``--pool`` samples per class with its own sampling
-(1,000 per seed from ``--seed`` on, ``PerClassFID``'s draw first). For weights ``q`` over a class's pool, ``M``
-independent draws from ``q`` miss a real digit whose k-NN ball holds pool samples of total weight ``a`` with
-probability ``(1 - a)^M``, so the expected coverage is concave in ``q``; its maximum is found by gradient ascent on
-softmax logits. The rows:
+(1,000 per seed from ``--seed`` on, ``PerClassFID``'s draw first; ``--latent_scale`` samples with latents that many
+times N(0, I) in place of the checkpoint's own scale). For weights ``q`` over a class's pool, ``M`` independent draws
+from ``q`` miss a real digit whose k-NN ball holds pool samples of total weight ``a`` with probability
+``(1 - a)^M``, so the expected coverage is concave in ``q``; its maximum is found by gradient ascent on softmax
+logits. The rows:
 
 - ``uniform``: ``q`` uniform, i.e. G's own sampling (its figures at 1,000 draws match the callbacks' up to the draw);
 - ``training balls``: ``q`` maximizing the expected coverage of the *training* split's balls, as many draws as the
@@ -93,13 +94,15 @@ def main() -> None:
     parser.add_argument("--kl", type=float, nargs="+", default=[0.0],
                         help="penalties KL(q || uniform) of the training-balls rows, one row each")
     parser.add_argument("--steps", type=int, default=600, help="gradient steps of each fit")
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="sample the pool with latents this many times N(0, I) (default: the checkpoint's own)")
     parser.add_argument("--train_k", type=int, default=DEFAULT_NEAREST_K,
                         help="k of the training split's balls (the evaluation split's stay at k = 5)")
     parser.add_argument("--train_draws", type=int, default=None,
                         help="draws the training-balls fit scores (default: the class's count of training digits)")
     parser.add_argument("--pool_cache", default=None,
                         help="a .pt file: the pool's features are read from it if it holds this --ckpt's pool of this "
-                             "--pool and --seed, else saved to it")
+                             "--pool, --seed and --latent_scale, else saved to it")
     args = parser.parse_args()
     if args.pool < 1000 or args.pool % 1000:
         parser.error(f"--pool takes a multiple of 1,000 (each 1,000 is one seed's draw), got {args.pool}")
@@ -107,13 +110,16 @@ def main() -> None:
         parser.error(f"--draws must be >= 1 and every --kl >= 0, got {args.draws} and {args.kl}")
     if args.train_k < 1 or (args.train_draws is not None and args.train_draws < 1):
         parser.error(f"--train_k and --train_draws must be >= 1, got {args.train_k} and {args.train_draws}")
+    if args.latent_scale is not None and not args.latent_scale > 0:
+        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {args.latent_scale}")
 
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()
     (train_images, train_labels), (eval_images, eval_labels) = data.split("train"), data.split("test")
     train, real = extractor(normalize(train_images)), extractor(normalize(eval_images))
-    model = load_generator(args.ckpt)
-    source = {"ckpt": str(Path(args.ckpt).resolve()), "pool": args.pool, "seed": args.seed}
+    model = load_generator(args.ckpt, args.latent_scale)
+    source = {"ckpt": str(Path(args.ckpt).resolve()), "pool": args.pool, "seed": args.seed,
+              "latent_scale": args.latent_scale}
     if args.pool_cache and Path(args.pool_cache).exists():
         cached = torch.load(args.pool_cache)
         held = cached.get("source") if isinstance(cached, dict) else "no pool of this script"

@@ -68,6 +68,7 @@ def test_effective_share_is_one_for_uniform_weights_and_one_over_n_for_a_single_
     (["--draws", "0"], "--draws must be >= 1"),
     (["--train_k", "0"], "--train_k and --train_draws must be >= 1, got 0 and None"),
     (["--train_draws", "0"], "--train_k and --train_draws must be >= 1, got 5 and 0"),
+    (["--latent_scale", "0"], "--latent_scale must be > 0 (1: latents as trained), got 0.0"),
 ])
 def test_coverage_reweighting_refuses_bad_arguments(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,7 +93,13 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
     data_dir = make_fake_mnist(tmp_path / "data", n_train=300, n_test=300)
     eval_images, eval_labels = module.MNISTDataModule(str(data_dir), download=False).split("test")
     real = module.normalize(eval_images)
-    monkeypatch.setattr(module, "load_generator", lambda ckpt: ConditionalGAN(latent_dim=8))
+    loaded: list[tuple[str, float | None]] = []
+
+    def load_generator(ckpt: str, latent_scale: float | None = None) -> ConditionalGAN:
+        loaded.append((ckpt, latent_scale))
+        return ConditionalGAN(latent_dim=8)
+
+    monkeypatch.setattr(module, "load_generator", load_generator)
 
     def noisy_copies(model: ConditionalGAN, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(seed)
@@ -107,10 +114,11 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
     monkeypatch.setattr(module, "generated_images", noisy_copies)
     cache = tmp_path / "pool.pt"
     argv = ["coverage_reweighting.py", "--ckpt", "unused", "--data_dir", str(data_dir), "--pool", "1000",
-            "--draws", "20", "--kl", "0", "100", "--steps", "150", "--pool_cache", str(cache)]
+            "--draws", "20", "--kl", "0", "100", "--steps", "150", "--pool_cache", str(cache), "--latent_scale", "0.9"]
     monkeypatch.setattr("sys.argv", argv)
     module.main()
     first = capsys.readouterr().out
+    assert loaded == [("unused", 0.9)]
     table = _table(first)
     assert list(table)[1:] == ["uniform", "training balls, kl 0", "training balls, kl 100", "evaluation balls (bound)"]
     mean, drawn_mean, share = 11, 13, 15  # ten classes, then worst, mean, the draw's worst, mean, FID, effective share
@@ -129,11 +137,13 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
     monkeypatch.setattr(module, "generated_images", no_sampling)
     module.main()
     assert capsys.readouterr().out == first
-    # Another checkpoint's run must not read this pool, nor overwrite it.
-    monkeypatch.setattr("sys.argv", [*argv[:2], "other.ckpt", *argv[3:]])
-    with pytest.raises(SystemExit):
-        module.main()
-    assert "holds the pool of" in capsys.readouterr().err and "other.ckpt" not in str(torch.load(cache)["source"])
+    # Another checkpoint's run, or another latent scale, must not read this pool, nor overwrite it.
+    for other in ([*argv[:2], "other.ckpt", *argv[3:]], [*argv[:-1], "1.0"]):
+        monkeypatch.setattr("sys.argv", other)
+        with pytest.raises(SystemExit):
+            module.main()
+        assert "holds the pool of" in capsys.readouterr().err
+    assert torch.load(cache)["source"]["latent_scale"] == 0.9 and "other" not in torch.load(cache)["source"]["ckpt"]
     monkeypatch.setattr("sys.argv", argv)
 
     # --train_k and --train_draws shape the training split's fits only.
