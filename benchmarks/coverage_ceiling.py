@@ -38,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 from coverage_sources import coverage_per_class
-from fid_terms import generated_images, load_generator, mean_class_fid
+from fid_terms import add_latent_scale_argument, generated_images, load_generator, mean_class_fid
 from torch import Tensor
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
@@ -151,8 +151,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="of the jitter and the deformations (and of the generator's samples)")
     parser.add_argument("--ckpt", help="also score this checkpoint's generator")
-    parser.add_argument("--latent_scale", type=float, default=None,
-                        help="its latents this many times N(0, I) (default: the checkpoint's own scale)")
+    add_latent_scale_argument(parser)  # for --ckpt's samples
     args = parser.parse_args()
     if any(not 0 <= amount <= 1 for amount in args.shear):
         parser.error(f"--shear takes a factor in [0, 1], e.g. 0.3; got {args.shear}")

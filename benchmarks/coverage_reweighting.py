@@ -28,11 +28,12 @@ the pool: how far the weights move from G's own sampling.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
 from coverage_sources import covered
-from fid_terms import fid_terms, generated_images, load_generator
+from fid_terms import add_latent_scale_argument, check_latent_scale, fid_terms, load_generator, seeded_draws
 from torch import Tensor
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
@@ -68,11 +69,11 @@ def coverage_weights(members: Tensor, draws: int, kl: float = 0.0, steps: int = 
         raise ValueError(f"need draws >= 1 and kl >= 0, got draws={draws}, kl={kl}")
     logits = torch.zeros(members.shape[1], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=lr)
-    uniform_log = -torch.log(torch.tensor(float(members.shape[1]), dtype=torch.float64))
+    uniform_log = -math.log(members.shape[1])
     for _ in range(steps):
         log_q = torch.log_softmax(logits, dim=0)
-        divergence = (log_q.exp() * (log_q - uniform_log)).sum()
-        loss = -expected_coverage_of(members, log_q.exp(), draws) + kl * divergence
+        q = log_q.exp()
+        loss = -expected_coverage_of(members, q, draws) + kl * (q * (log_q - uniform_log)).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -94,8 +95,7 @@ def main() -> None:
     parser.add_argument("--kl", type=float, nargs="+", default=[0.0],
                         help="penalties KL(q || uniform) of the training-balls rows, one row each")
     parser.add_argument("--steps", type=int, default=600, help="gradient steps of each fit")
-    parser.add_argument("--latent_scale", type=float, default=None,
-                        help="sample the pool with latents this many times N(0, I) (default: the checkpoint's own)")
+    add_latent_scale_argument(parser)
     parser.add_argument("--train_k", type=int, default=DEFAULT_NEAREST_K,
                         help="k of the training split's balls (the evaluation split's stay at k = 5)")
     parser.add_argument("--train_draws", type=int, default=None,
@@ -110,8 +110,7 @@ def main() -> None:
         parser.error(f"--draws must be >= 1 and every --kl >= 0, got {args.draws} and {args.kl}")
     if args.train_k < 1 or (args.train_draws is not None and args.train_draws < 1):
         parser.error(f"--train_k and --train_draws must be >= 1, got {args.train_k} and {args.train_draws}")
-    if args.latent_scale is not None and not args.latent_scale > 0:
-        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {args.latent_scale}")
+    check_latent_scale(parser, args.latent_scale)
 
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()
@@ -128,9 +127,8 @@ def main() -> None:
                          "name another file, or delete this one to sample the pool again")
         pool, pool_labels = cached["features"], cached["labels"]
     else:
-        pool_sets = [generated_images(model, 1000, args.seed + offset) for offset in range(args.pool // 1000)]
-        pool = torch.cat([extractor(images) for images, _ in pool_sets])
-        pool_labels = torch.cat([labels for _, labels in pool_sets])
+        pool_sets = seeded_draws(model, extractor, args.pool // 1000, args.seed)
+        pool, pool_labels = torch.cat([f for f, _ in pool_sets]), torch.cat([y for _, y in pool_sets])
         if args.pool_cache:
             torch.save({"source": source, "features": pool, "labels": pool_labels}, args.pool_cache)
 
@@ -145,7 +143,7 @@ def main() -> None:
             fits[f"training balls, kl {value:g}"] = coverage_weights(on_train, train_draws, value, args.steps)
         fits["evaluation balls (bound)"] = coverage_weights(on_eval, args.draws, 0.0, args.steps)
         for name, weights in fits.items():
-            draw_seed = torch.Generator().manual_seed(args.seed * 1000 + k)
+            draw_seed = torch.Generator().manual_seed(args.seed * 1000 + k)  # the same stream for every row
             drawn = class_pool[torch.multinomial(weights, args.draws, replacement=True, generator=draw_seed)]
             rows.setdefault(name, []).append((float(expected_coverage_of(on_eval, weights, args.draws)),
                                               float(covered(class_real, drawn).double().mean()),

@@ -26,7 +26,7 @@ import math
 
 import torch
 from coverage_sources import coverage_per_class
-from fid_terms import generated_images, load_generator
+from fid_terms import add_latent_scale_argument, check_latent_scale, load_generator, seeded_draws
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
 from cgan_lightning.metrics.features import ClassifierFeatures
@@ -60,13 +60,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the first 1,000 samples per class (then seed + 1, ...)")
     parser.add_argument("--latents", choices=["normal", "sobol"], default="normal",
                         help="independent N(0, I) draws, as the callbacks', or a scrambled Sobol sequence per class")
-    parser.add_argument("--latent_scale", type=float, default=None,
-                        help="sample with latents this many times N(0, I) (default: the checkpoint's own)")
+    add_latent_scale_argument(parser)
     args = parser.parse_args()
     if any(count < 1000 or count % 1000 for count in args.counts):
         parser.error(f"--counts takes multiples of 1,000 (each set of 1,000 is one seed's draw), got {args.counts}")
-    if args.latent_scale is not None and not args.latent_scale > 0:
-        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {args.latent_scale}")
+    check_latent_scale(parser, args.latent_scale)
 
     data = MNISTDataModule(args.data_dir, download=False)
     eval_images, eval_labels = data.split("test")
@@ -74,10 +72,7 @@ def main() -> None:
     real = extractor(normalize(eval_images))
     real_counts = torch.bincount(eval_labels).tolist()
     model = load_generator(args.ckpt, latent_scale=args.latent_scale)
-    sets = []
-    for offset in range(max(args.counts) // 1000):
-        images, labels = generated_images(model, 1000, args.seed + offset, quasi_random=args.latents == "sobol")
-        sets.append((extractor(images), labels))
+    sets = seeded_draws(model, extractor, max(args.counts) // 1000, args.seed, quasi_random=args.latents == "sobol")
 
     print("| samples per class | " + " | ".join(f"class {k}" for k in range(len(real_counts)))
           + " | worst | mean | fresh digits would cover |")

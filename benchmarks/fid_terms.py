@@ -100,14 +100,33 @@ class ScoredGenerator:
     eval_labels: Tensor
 
 
+def seeded_draws(model: ConditionalGAN, extractor: ClassifierFeatures, draws: int, seed: int,
+                 quasi_random: bool = False) -> list[tuple[Tensor, Tensor]]:
+    """``draws`` sets of ``PerClassFID``'s 1,000 samples per class, from seeds ``seed``, ``seed + 1``, ...: each set's
+    features and labels."""
+    sets = (generated_images(model, 1000, seed + offset, quasi_random=quasi_random) for offset in range(draws))
+    return [(extractor(images), labels) for images, labels in sets]
+
+
+def add_latent_scale_argument(parser: argparse.ArgumentParser) -> None:
+    """``--latent_scale``: sample with latents that many times N(0, I) instead of the checkpoint's own scale."""
+    parser.add_argument("--latent_scale", type=float, default=None,
+                        help="sample with latents this many times N(0, I) (default: the checkpoint's own scale)")
+
+
+def check_latent_scale(parser: argparse.ArgumentParser, scale: float | None) -> None:
+    """Refuse (through ``parser.error``) a ``--latent_scale`` that is not above 0."""
+    if scale is not None and not scale > 0:
+        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {scale}")
+
+
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     """The checkpoint, data and sampling arguments of the benchmarks that score one generator."""
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--samples_per_class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--latent_scale", type=float, default=None,
-                        help="sample with latents this many times N(0, I) (default: the checkpoint's own scale)")
+    add_latent_scale_argument(parser)
 
 
 @torch.no_grad()

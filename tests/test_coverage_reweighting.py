@@ -101,7 +101,8 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
 
     monkeypatch.setattr(module, "load_generator", load_generator)
 
-    def noisy_copies(model: ConditionalGAN, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def noisy_copies(model: ConditionalGAN, per_class: int, seed: int,
+                     quasi_random: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(seed)
         picks = []
         for k in range(10):
@@ -111,7 +112,7 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
         index = torch.cat(picks)
         return real[index] + 0.01 * torch.randn(real[index].shape, generator=generator), eval_labels[index]
 
-    monkeypatch.setattr(module, "generated_images", noisy_copies)
+    monkeypatch.setattr(benchmark_module("fid_terms"), "generated_images", noisy_copies)
     cache = tmp_path / "pool.pt"
     argv = ["coverage_reweighting.py", "--ckpt", "unused", "--data_dir", str(data_dir), "--pool", "1000",
             "--draws", "20", "--kl", "0", "100", "--steps", "150", "--pool_cache", str(cache), "--latent_scale", "0.9"]
@@ -134,7 +135,7 @@ def test_coverage_reweighting_scores_each_fit_and_reuses_the_pool_cache(
     def no_sampling(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the pool was sampled again instead of read from --pool_cache")
 
-    monkeypatch.setattr(module, "generated_images", no_sampling)
+    monkeypatch.setattr(benchmark_module("fid_terms"), "generated_images", no_sampling)
     module.main()
     assert capsys.readouterr().out == first
     # Another checkpoint's run, or another latent scale, must not read this pool, nor overwrite it.
