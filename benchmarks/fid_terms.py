@@ -19,6 +19,7 @@ against the training split). Ends with the classifier's accuracy on the samples 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -100,7 +101,7 @@ class ScoredGenerator:
     eval_labels: Tensor
 
 
-def seeded_draws(model: ConditionalGAN, extractor: ClassifierFeatures, draws: int, seed: int,
+def seeded_draws(model: ConditionalGAN, extractor: Callable[[Tensor], Tensor], draws: int, seed: int,
                  quasi_random: bool = False) -> list[tuple[Tensor, Tensor]]:
     """``draws`` sets of ``PerClassFID``'s 1,000 samples per class, from seeds ``seed``, ``seed + 1``, ...: each set's
     features and labels."""

@@ -369,3 +369,18 @@ def test_coverage_vs_samples_draws_the_latents_and_scale_asked_for(
     images, _ = fid_terms.generated_images(model, 1000, 2, quasi_random=latents == "sobol")
     expected = module.ClassifierFeatures()(images)
     assert len(scored) == 1 and torch.allclose(scored[0], expected, atol=1e-5)
+
+
+def test_seeded_draws_are_the_callbacks_sets_from_consecutive_seeds() -> None:
+    fid_terms = benchmark_module("fid_terms")
+    torch.manual_seed(0)
+    model = ConditionalGAN(latent_dim=8).eval()
+
+    def first_pixels(images: Tensor) -> Tensor:  # a cheap stand-in for the classifier's features
+        return images.flatten(1)[:, :4]
+
+    sets = fid_terms.seeded_draws(model, first_pixels, 2, seed=3)
+    assert len(sets) == 2
+    for offset, (features, labels) in enumerate(sets):
+        images, expected_labels = fid_terms.generated_images(model, 1000, 3 + offset)
+        assert torch.equal(labels, expected_labels) and torch.equal(features, first_pixels(images))
