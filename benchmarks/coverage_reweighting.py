@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 from coverage_sources import covered
-from fid_terms import add_latent_scale_argument, check_latent_scale, fid_terms, load_generator, seeded_draws
+from fid_terms import add_latent_scale_argument, fid_terms, load_generator, seeded_draws
 from torch import Tensor
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
@@ -110,7 +110,6 @@ def main() -> None:
         parser.error(f"--draws must be >= 1 and every --kl >= 0, got {args.draws} and {args.kl}")
     if args.train_k < 1 or (args.train_draws is not None and args.train_draws < 1):
         parser.error(f"--train_k and --train_draws must be >= 1, got {args.train_k} and {args.train_draws}")
-    check_latent_scale(parser, args.latent_scale)
 
     data = MNISTDataModule(args.data_dir, download=False)
     extractor = ClassifierFeatures()

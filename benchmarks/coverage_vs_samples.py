@@ -26,7 +26,7 @@ import math
 
 import torch
 from coverage_sources import coverage_per_class
-from fid_terms import add_latent_scale_argument, check_latent_scale, load_generator, seeded_draws
+from fid_terms import add_latent_scale_argument, load_generator, seeded_draws
 
 from cgan_lightning.data.mnist import MNISTDataModule, normalize
 from cgan_lightning.metrics.features import ClassifierFeatures
@@ -64,7 +64,6 @@ def main() -> None:
     args = parser.parse_args()
     if any(count < 1000 or count % 1000 for count in args.counts):
         parser.error(f"--counts takes multiples of 1,000 (each set of 1,000 is one seed's draw), got {args.counts}")
-    check_latent_scale(parser, args.latent_scale)
 
     data = MNISTDataModule(args.data_dir, download=False)
     eval_images, eval_labels = data.split("test")

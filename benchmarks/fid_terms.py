@@ -109,16 +109,21 @@ def seeded_draws(model: ConditionalGAN, extractor: Callable[[Tensor], Tensor], d
     return [(extractor(images), labels) for images, labels in sets]
 
 
+def positive_latent_scale(text: str) -> float:
+    """``--latent_scale``'s type: a number above 0 (argparse reports the refusal as the argument's error)."""
+    try:
+        scale = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (1: latents as trained), got {text!r}") from None
+    if not scale > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be > 0 (1: latents as trained), got {scale}")
+    return scale
+
+
 def add_latent_scale_argument(parser: argparse.ArgumentParser) -> None:
     """``--latent_scale``: sample with latents that many times N(0, I) instead of the checkpoint's own scale."""
-    parser.add_argument("--latent_scale", type=float, default=None,
+    parser.add_argument("--latent_scale", type=positive_latent_scale, default=None,
                         help="sample with latents this many times N(0, I) (default: the checkpoint's own scale)")
-
-
-def check_latent_scale(parser: argparse.ArgumentParser, scale: float | None) -> None:
-    """Refuse (through ``parser.error``) a ``--latent_scale`` that is not above 0."""
-    if scale is not None and not scale > 0:
-        parser.error(f"--latent_scale must be > 0 (1: latents as trained), got {scale}")
 
 
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -68,7 +68,6 @@ def test_effective_share_is_one_for_uniform_weights_and_one_over_n_for_a_single_
     (["--draws", "0"], "--draws must be >= 1"),
     (["--train_k", "0"], "--train_k and --train_draws must be >= 1, got 0 and None"),
     (["--train_draws", "0"], "--train_k and --train_draws must be >= 1, got 5 and 0"),
-    (["--latent_scale", "0"], "--latent_scale must be > 0 (1: latents as trained), got 0.0"),
 ])
 def test_coverage_reweighting_refuses_bad_arguments(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -293,14 +293,28 @@ def test_coverage_per_class_scores_each_class_against_its_own_samples() -> None:
     assert coverage_per_class(real, labels, samples, labels) == [1.0, 0.0]
 
 
-def test_coverage_vs_samples_refuses_partial_draws_and_a_scale_not_above_zero(
+def test_coverage_vs_samples_refuses_partial_draws(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--counts", "1000", "1500"],
                         monkeypatch, capsys)
     assert "--counts takes multiples of 1,000" in err
-    err = _parser_error("coverage_vs_samples", ["--ckpt", "unused", "--data_dir", "unused", "--latent_scale", "0"],
+
+
+@pytest.mark.parametrize("script", ["coverage_ceiling", "coverage_reweighting", "coverage_sources",
+                                    "coverage_vs_samples", "fid_terms", "missed_digits", "rejection_sampling"])
+@pytest.mark.parametrize(("scale", "message"), [
+    ("0", "argument --latent_scale: must be > 0 (1: latents as trained), got 0.0"),
+    ("-1", "argument --latent_scale: must be > 0 (1: latents as trained), got -1.0"),
+    ("nan", "argument --latent_scale: must be > 0 (1: latents as trained), got nan"),
+    ("wide", "argument --latent_scale: must be a number > 0 (1: latents as trained), got 'wide'"),
+])
+def test_every_benchmark_refuses_a_latent_scale_not_above_zero_while_parsing(
+        script: str, scale: str, message: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The parser refuses it before any checkpoint or data is read ("unused" names neither).
+    err = _parser_error(script, ["--ckpt", "unused", "--data_dir", "unused", "--latent_scale", scale],
                         monkeypatch, capsys)
-    assert "--latent_scale must be > 0 (1: latents as trained), got 0.0" in err
+    assert message in err
 
 
 def test_quasi_random_latents_are_seeded_standard_normal_and_evenly_spread() -> None:
