@@ -27,6 +27,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
+from cgan_lightning.cli.errors import user_error_line
 from cgan_lightning.data.in_memory import InMemoryDataModule
 from cgan_lightning.metrics.classifier import ImageClassifier, save_classifier
 from cgan_lightning.metrics.classifier_training import accuracy, fit_classifier
@@ -140,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         run(sys.argv[1:] if argv is None else argv)
     except USER_ERRORS as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        print(f"{PROG}: error: {lines[0] if lines else type(error).__name__}", file=sys.stderr)
+        print(f"{PROG}: error: {user_error_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
