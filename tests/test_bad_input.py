@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from cgan_lightning import ConditionalGAN, DataNotFoundError, MLPDiscriminator, MLPGenerator, MNISTDataModule
 from cgan_lightning.cli.lightning_cli import main
 from cgan_lightning.data.mnist import CorruptDataError
-from cgan_lightning.utilities.checkpoint_files import CheckpointError
+from cgan_lightning.utilities.checkpoint_files import CheckpointError, check_checkpoint_matches
 
 TINY = dict(latent_dim=8, generator=partial(MLPGenerator, hidden_dims=(16, 32)),
             discriminator=partial(MLPDiscriminator, hidden_dims=(32,)))
@@ -164,6 +164,33 @@ def test_resume_names_a_setting_the_older_checkpoint_does_not_record(tiny_ckpt: 
         trainer.fit(ConditionalGAN(**{**TINY, "ema_decay": 0.99}), data, ckpt_path=older,  # type: ignore[arg-type]
                     weights_only=False)
     assert "latent_dim" not in str(err.value)  # settings the checkpoint records alike are not listed
+
+
+_NAMES = [f"class_{k}" for k in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("saved", "loading", "refused"),
+    [(_NAMES, _NAMES[1:] + _NAMES[:1], True),  # the same names in another order: label k is another class
+     (_NAMES, [*_NAMES[:9], "other"], True),
+     (_NAMES, _NAMES, False),
+     (None, _NAMES, False),  # trained from Python without names, loaded where the CLI links the data's names
+     ([str(k) for k in range(10)], _NAMES, False),  # names that are only the ids name nothing
+     (_NAMES, [str(k) for k in range(10)], False)],
+    ids=["reordered", "renamed", "same", "unnamed", "ids_then_names", "names_then_ids"],
+)
+def test_checkpoint_whose_labels_name_other_classes_is_refused(saved: list[str] | None, loading: list[str],
+                                                                refused: bool) -> None:
+    trained = ConditionalGAN(**{**TINY, "class_names": saved})  # type: ignore[arg-type]
+    checkpoint = {"state_dict": trained.state_dict(), "hyper_parameters": dict(trained.hparams),
+                  "pytorch-lightning_version": "2.6.0"}
+    model = ConditionalGAN(**{**TINY, "class_names": loading})  # type: ignore[arg-type]
+    if not refused:
+        check_checkpoint_matches(checkpoint, model.state_dict(), model.hparams, path="named.ckpt")
+        return
+    with pytest.raises(CheckpointError, match=r"its labels name other classes than this model's") as err:
+        check_checkpoint_matches(checkpoint, model.state_dict(), model.hparams, path="named.ckpt")
+    assert f"class_names: {saved} in the checkpoint, {loading} in this model" in str(err.value)
 
 
 def test_load_from_checkpoint_with_conflicting_override_names_file(tiny_ckpt: Path) -> None:

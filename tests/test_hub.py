@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,62 @@ def test_export_without_data_says_so_in_the_card(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+
+
+class _FolderData:
+    """The parts of a data module ``evaluate_generator`` reads, with classes of the caller's choosing."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.num_classes, self.class_names = len(names), names
+
+    def setup(self, stage: str) -> None:
+        pass
+
+    def val_dataloader(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return _real_batches()
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["a", "b", "c", "d"], "the evaluation data has 4 classes but the model draws 10"),
+     ([f"class_{k}" for k in range(9, -1, -1)], "the evaluation data's classes ['class_9',")],
+    ids=["class_count", "class_names"],
+)
+def test_evaluation_data_of_other_classes_is_refused(names: list[str], message: str) -> None:
+    model = ConditionalGAN(latent_dim=8, generator=functools.partial(DCGANGenerator, base_channels=4),
+                           class_names=[f"class_{k}" for k in range(10)])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluate_generator(model, _FolderData(names), samples_per_class=4, batch_size=40)
+    # Given as batches, a label past the model's classes is refused before it reaches the per-class states.
+    images, labels = _real_batches()[0]
+    with pytest.raises(ValueError, match=r"real labels must lie in 0\.\.9 \(the model's classes\), got 0\.\.10"):
+        evaluate_generator(model, real_batches=[(images, labels.clamp(max=9).index_fill(0, torch.tensor([3]), 10))],
+                           samples_per_class=4, batch_size=40)
+
+
+def test_failed_export_leaves_the_earlier_export_as_it_was(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    export_generator(_tiny_gan(), out, scores={"val/fid/mean": 1.0})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match="the evaluation data has 4 classes"):
+        export_generator(_tiny_gan(ema=False), out, datamodule=_FolderData(["a", "b", "c", "d"]), samples_per_class=4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["gen"]  # the staging folder is gone too
+    # A second export that succeeds replaces the first one's files, and only those.
+    (out / "notes.txt").write_text("mine")
+    (out / "traversal.png").write_bytes(b"from an earlier evaluated export")
+    export_generator(_tiny_gan(), out, ema=False)
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "traversal.png").exists()
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]  # raw weights, not the EMA
+
+
+def test_export_refuses_a_folder_holding_someone_elses_readme(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# my project\n")
+    with pytest.raises(FileExistsError, match=r"README.md exists and is not a cgan-lightning model card"):
+        export_generator(_tiny_gan(), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+    assert (tmp_path / "README.md").read_text() == "# my project\n"
+
 def test_missing_directory_and_missing_files_name_the_file(exported: tuple[ConditionalGAN, Path],
                                                            tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such directory"):

@@ -10,6 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from cgan_lightning.hub.model_card import evidence_markdown
+from cgan_lightning.hub.model_card import CARD_MARKER, evidence_markdown
 from cgan_lightning.hub.pretrained import PretrainedGenerator, library_version
 from cgan_lightning.metrics.evaluate import evaluate_generator
 from cgan_lightning.metrics.interference import interference_images
@@ -127,7 +130,8 @@ def export_generator(
 
     Args:
         model: a :class:`~cgan_lightning.ConditionalGAN`.
-        out: the folder to write (created; files of an earlier export there are replaced).
+        out: the folder to write (created; files of an earlier export there are replaced, other files kept). The
+            files are written beside it first and moved in only when all are written.
         scores: evidence already measured (e.g. the callbacks' last ``val/...`` metrics); else measured on
             ``datamodule`` with :func:`~cgan_lightning.metrics.evaluate_generator`; else the card says none was.
         datamodule: real images for the evaluation (its ``val_dataloader``, the eval split).
@@ -140,28 +144,64 @@ def export_generator(
 
     Raises:
         ValueError: see :func:`pretrained_from_gan`.
+        NotADirectoryError: ``out`` is a file.
+        FileExistsError: ``out`` holds a ``README.md`` that is not a cgan-lightning model card.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; give a folder to write the export into")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in EXPORT_FILES:  # save_pretrained keeps an existing README.md: start clean
-        (out / name).unlink(missing_ok=True)
+    check_no_foreign_card(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a staging folder beside ``out`` and moved in at the end: an export that fails (bad
+    # evaluation data, a generator that cannot be exported) leaves ``out`` and an earlier export in it as they were.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _write_export(model, staging, scores=scores, datamodule=datamodule, ema=ema,
+                      samples_per_class=samples_per_class, seed=seed, batch_size=batch_size, classifier=classifier,
+                      training_config=training_config, source=source, load_name=load_name or out.name,
+                      evidence_note=evidence_note)
+        out.mkdir(exist_ok=True)
+        for name in EXPORT_FILES:  # an earlier export's file that this one does not write (traversal.png) goes
+            (out / name).unlink(missing_ok=True)
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def check_no_foreign_card(out: Path) -> None:
+    """Refuse to export into a folder whose ``README.md`` no export wrote: the model card would replace it.
+
+    Raises:
+        FileExistsError: ``out/README.md`` exists and is not a cgan-lightning model card.
+    """
+    readme = out / "README.md"
+    if readme.is_file() and CARD_MARKER not in readme.read_text(errors="replace"):
+        raise FileExistsError(f"{readme} exists and is not a cgan-lightning model card; the export writes its card "
+                              "there. Export into another (new or empty) folder, or move that README.md away")
+
+
+def _write_export(model: Any, out: Path, *, scores: Mapping[str, float] | None, datamodule: Any, ema: bool | None,
+                  samples_per_class: int, seed: int, batch_size: int, classifier: str | Path | None,
+                  training_config: str | None, source: str, load_name: str, evidence_note: str | None) -> None:
+    """:func:`export_generator`'s files, written into the empty folder ``out``."""
     generator = pretrained_from_gan(model, ema)
     beyond = sampling_beyond_generator(model)
     if beyond is not None:
         # The scores were measured on samples the exported generator cannot draw: measure it afresh, or say none was.
         warnings.warn(f"{beyond}; its model card's evidence is measured on the exported generator itself"
-                      + ("" if scores is None else ", not taken from the scores given"), UserWarning, stacklevel=2)
+                      + ("" if scores is None else ", not taken from the scores given"), UserWarning, stacklevel=3)
         scores = None
     how = evidence_note or ""
     if scores is None and datamodule is not None:
         scores = evaluate_generator(generator, datamodule, samples_per_class=samples_per_class, seed=seed,
                                     batch_size=batch_size, classifier=classifier, output_dir=out)
+        dataset = getattr(datamodule, "dataset", None) or type(datamodule).__name__
+        judge = "the shipped MNIST classifier" if classifier is None else f"the classifier `{Path(classifier).name}`"
         how = (f"Measured at export by `evaluate_generator` on the eval split (`val_dataloader`, "
-               f"dataset `{getattr(datamodule, 'dataset', '?')}`): {samples_per_class} samples per class, seed "
-               f"{seed}; FID on the shipped MNIST classifier's features, accuracy = the classifier's agreement "
-               "with the requested label.")
+               f"dataset `{dataset}`): {samples_per_class} samples per class, seed {seed}; FID on {judge}'s "
+               "features, accuracy = the classifier's agreement with the requested label.")
     if not (out / "interference.png").exists():
         write_interference_grid(generator, out, seed=seed)
     if scores is None:
@@ -178,10 +218,9 @@ def export_generator(
     card = {"weights": generator.weights_kind, "source": source, "evidence": evidence,
             "interference": "Each row is one latent z rendered with every label (columns): the label should decide "
                             "the digit and z only its style.\n\n![interference grid](interference.png)",
-            "training_config": training_config.strip(), "load_name": load_name or out.name,
+            "training_config": training_config.strip(), "load_name": load_name,
             "library_version": library_version()}
     generator.save_pretrained(out, model_card_kwargs=card)
-    return out
 
 
 def find_training_config(ckpt_path: Path) -> Path | None:
@@ -252,5 +291,6 @@ def push_export_to_hub(folder: str | Path, repo_id: str, *, private: bool | None
                                  commit_message=commit_message))
 
 
-__all__ = ["EXPORT_FILES", "export_checkpoint", "export_generator", "find_training_config", "generator_spec",
-           "pretrained_from_gan", "push_export_to_hub", "sampling_beyond_generator", "write_interference_grid"]
+__all__ = ["EXPORT_FILES", "check_no_foreign_card", "export_checkpoint", "export_generator", "find_training_config",
+           "generator_spec", "pretrained_from_gan", "push_export_to_hub", "sampling_beyond_generator",
+           "write_interference_grid"]

@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 FAMILY_TITLES = {"fid": "FID (lower is better)", "acc": "accuracy (higher is better)"}
 _PER_CLASS = re.compile(r"^(?P<split>[^/]+)/(?P<family>[^/]+)/class_(?P<k>\d+)$")
 
+#: A sentence of every card: an existing ``README.md`` without it is the user's own, which an export must not replace.
+CARD_MARKER = "generator exported by cgan-lightning"
+
 CARD_TEMPLATE = """---
 {{ card_data }}
 ---

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,27 @@ def _model_device(model: Any) -> torch.device:
         return device
     params = model.parameters() if isinstance(model, nn.Module) else iter(())
     return next((p.device for p in params), torch.device("cpu"))
+
+
+def check_data_matches(datamodule: Any, num_classes: int, class_names: Sequence[str] | None) -> None:
+    """Refuse evaluation data whose classes are not the model's: its images would be scored under other labels.
+
+    Raises:
+        ValueError: the data module's ``num_classes`` differs from the model's, or its ``class_names`` do (where both
+            have names that are not just the ids).
+    """
+    data_classes = getattr(datamodule, "num_classes", None)
+    if data_classes is not None and int(data_classes) != num_classes:
+        raise ValueError(f"the evaluation data has {data_classes} classes but the model draws {num_classes}: "
+                         "evaluate it on data of the classes it was trained on")
+    data_names = getattr(datamodule, "class_names", None)
+    names = [str(name) for name in class_names or ()]
+    # A model that knows its labels only as ids ("0", "1", ...) names no classes to compare.
+    if names and names != [str(k) for k in range(num_classes)] and data_names is not None \
+            and [str(name) for name in data_names] != names:
+        raise ValueError(f"the evaluation data's classes {list(data_names)} are not the model's {names} "
+                         "(label k must name the same class in both): evaluate it on data of the classes it was "
+                         "trained on, in the same order")
 
 
 def evaluate_generator(
@@ -75,6 +96,7 @@ def evaluate_generator(
         raise ValueError("pass exactly one source of real images: datamodule=... or real_batches=...")
     if datamodule is not None:
         datamodule.setup("validate")
+        check_data_matches(datamodule, sampler.num_classes, getattr(model, "class_names", None))
         real_batches = datamodule.val_dataloader()
     device = _model_device(model)
     evaluator = PerClassEvaluator(sampler.num_classes, feature, feature_weights, classifier,

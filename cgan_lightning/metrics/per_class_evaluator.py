@@ -102,9 +102,16 @@ class PerClassEvaluator:
         """Accumulate real ``(images in [-1, 1], labels)`` batches; returns how many images were added.
 
         Small loader batches are merged into batches of about ``batch_size`` before feature extraction.
+
+        Raises:
+            ValueError: a label outside ``0 .. num_classes - 1``.
         """
         added = 0
         for images, labels in rebatch(batches, batch_size):
+            if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes:
+                raise ValueError(f"real labels must lie in 0..{self.num_classes - 1} (the model's classes), got "
+                                 f"{int(labels.min())}..{int(labels.max())}: evaluate on data of the classes the "
+                                 "model was trained on")
             images = check_samples(to_unit_float(images) if images.dtype == torch.uint8 else images, labels,
                                    what="real images")
             feats, _ = features_of(images.to(self.device), self.extractor, None)

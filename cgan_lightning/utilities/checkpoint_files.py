@@ -6,8 +6,9 @@ Two ways a checkpoint fails a user, each caught before PyTorch or Lightning prin
   container ``torch.save`` writes and checks every member's CRC-32. ``torch.load`` does not check CRCs, so a
   flipped byte inside a weight tensor would otherwise load silently;
 - the file is intact but was trained with other settings than the model it is loaded into (another
-  ``num_classes``, ``image_shape``, ``latent_dim`` or network width): :func:`check_checkpoint_matches` compares
-  the saved tensors' shapes with the model's before ``load_state_dict`` reports a size mismatch.
+  ``num_classes``, ``image_shape``, ``latent_dim``, network width or class names):
+  :func:`check_checkpoint_matches` compares the saved settings and tensors' shapes with the model's before
+  ``load_state_dict`` reports a size mismatch (or, for class names, loads the weights under the wrong labels).
 """
 
 from __future__ import annotations
@@ -140,6 +141,17 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _class_names_differ(saved: Any, model: Any) -> bool:
+    """Whether both sides name their classes and label k names another class on each side (the weights would draw
+    class k of the checkpoint under the model's name k). Names that are only the ids ("0", "1", ...) name nothing:
+    a model trained from Python without names loads where the CLI links the data's names, and back."""
+    if not isinstance(saved, list | tuple) or not isinstance(model, list | tuple):
+        return False
+    saved_names, model_names = [str(n) for n in saved], [str(n) for n in model]
+    ids = [str(k) for k in range(len(model_names))]
+    return saved_names != model_names and ids not in (saved_names, model_names)
+
+
 def check_checkpoint_matches(
     checkpoint: Mapping[str, Any],
     model_state: Mapping[str, Tensor],
@@ -161,8 +173,9 @@ def check_checkpoint_matches(
 
     Raises:
         CheckpointError: the checkpoint has no ``state_dict``; ``num_classes``, ``image_shape`` or ``latent_dim``
-            differ; a tensor has another shape; or (``strict``) tensors are missing or unexpected. The message
-            lists the settings that differ between the checkpoint and the model.
+            differ, or the class names do (where both sides name classes); a tensor has another shape; or
+            (``strict``) tensors are missing or unexpected. The message lists the settings that differ between the
+            checkpoint and the model.
     """
     check_lightning_checkpoint(checkpoint, path)
     state = checkpoint["state_dict"]
@@ -185,6 +198,7 @@ def check_checkpoint_matches(
         key in saved_hparams and key in model_hparams and not _same(saved_hparams[key], model_hparams[key])
         for key in INTERFACE_HPARAMS
     )
+    names_differ = _class_names_differ(saved_hparams.get("class_names"), model_hparams.get("class_names"))
     shape_diffs = [
         f"{key} is {list(value.shape)} in the checkpoint but {list(model_state[key].shape)} in this model"
         for key, value in state.items()
@@ -192,9 +206,12 @@ def check_checkpoint_matches(
     ]
     missing = [key for key in model_state if key not in state] if strict else []
     unexpected = [key for key in state if key not in model_state] if strict else []
-    if not (interface_differs or shape_diffs or missing or unexpected):
+    if not (interface_differs or names_differ or shape_diffs or missing or unexpected):
         return
     problems = []
+    if names_differ:
+        problems.append("its labels name other classes than this model's (class_names, e.g. from the data's class "
+                        "folders, differ), so each label would draw another class")
     if shape_diffs:
         problems.append(f"{len(shape_diffs)} tensor(s) differ in shape (first: {shape_diffs[0]})")
     if missing:
