@@ -63,6 +63,7 @@ from cgan_lightning.utilities.checkpoint_files import (
     CheckpointError,
     check_checkpoint_matches,
     is_local_path,
+    overridden_settings,
     verify_checkpoint_file,
 )
 from cgan_lightning.utilities.class_configs import from_class_config, to_class_config
@@ -85,6 +86,8 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm
 
 #: Orders of the D and G updates within a batch (``ConditionalGAN(step_order=...)``).
 STEP_ORDERS = ("d_first", "g_first")
+#: ``load_from_checkpoint``'s own arguments; its other keyword arguments override the checkpoint's settings.
+_LOADING_ARGUMENTS = frozenset({"map_location", "hparams_file", "strict", "weights_only"})
 
 
 #: ``torch.compile``'s modes, which ``compile`` also takes.
@@ -422,7 +425,8 @@ class ConditionalGAN(LightningModule):
         #: The redraws' fixed latent permutations (the same on every run: not a buffer, not in checkpoints).
         self._redraw_permutations = redraw_permutations(latent_dim)
         #: With ``sample_min_class_prob``: samples drawn and first draws redrawn since the model was built (a user
-        #: tuning the threshold reads the share; reset it by assigning zeros).
+        #: tuning the threshold reads the share; reset it by assigning zeros). With the tilt, each of an image's
+        #: candidates is a draw; the tilt's own calibration draws are not counted.
         self.sample_redraws = {"drawn": 0, "redrawn": 0}
         if joint_d_forward:
             check_joint_d_forward(self.discriminator)
@@ -541,10 +545,12 @@ class ConditionalGAN(LightningModule):
         labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(CALIBRATION_SAMPLES)
         rng = torch.Generator().manual_seed(CALIBRATION_SEED)
         critic = feature_critic_of(self.discriminator, TILT_OPTION)
+        counted = dict(self.sample_redraws)  # the calibration's draws are not the user's samples
         features = torch.cat([critic.features_of(self._draw(torch.randn(len(chunk), self.latent_dim, generator=rng)
                                                             .to(self.device) * self.sample_latent_scale,
                                                             chunk, use_ema, True))
                               for chunk in labels.split(1000)])
+        self.sample_redraws.update(counted)
         tilt.fit_generated(features, labels)
         self._tilt_fitted_for = (self.global_step, use_ema)
 
@@ -589,6 +595,15 @@ class ConditionalGAN(LightningModule):
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except CheckpointError as err:
+            # Lightning merges the keyword overrides into the checkpoint's settings before any hook sees them: name
+            # the ones that changed a setting the weights were trained with, read from the file itself.
+            overrides = {k: v for k, v in kwargs.items() if k not in _LOADING_ARGUMENTS}
+            changed = overridden_settings(path, overrides, kwargs.get("weights_only")) if path and overrides else []
+            if changed:
+                raise CheckpointError(f"load_from_checkpoint's arguments change settings its weights were trained "
+                                      f"with ({'; '.join(changed)}), and the weights do not fit the model they "
+                                      "build: drop those arguments (the sampling options, sample_*, may be "
+                                      "changed)", path) from err
             raise err.with_path(path) if path is not None else err from err.__cause__
         except KeyError as err:  # Lightning reads the checkpoint's entries before anything can check them
             raise CheckpointError(f"holds no {err}: it is not a Lightning checkpoint (a bare model.state_dict() "

@@ -194,7 +194,9 @@ def test_checkpoint_whose_labels_name_other_classes_is_refused(saved: list[str] 
 
 
 def test_load_from_checkpoint_with_conflicting_override_names_file(tiny_ckpt: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"differ in shape") as err:
+    # Lightning puts the override into the checkpoint's settings before any hook runs: the message reads the file.
+    with pytest.raises(CheckpointError, match=r"load_from_checkpoint's arguments change settings its weights were "
+                                              r"trained with \(latent_dim: 8 in the checkpoint, 4 given\)") as err:
         ConditionalGAN.load_from_checkpoint(tiny_ckpt, weights_only=False, latent_dim=4)
     assert err.value.path == str(tiny_ckpt)
     assert ConditionalGAN.load_from_checkpoint(tiny_ckpt, weights_only=False).latent_dim == 8
@@ -210,6 +212,17 @@ def test_a_bare_state_dict_is_not_a_checkpoint(tmp_path: Path, fake_mnist_sessio
     with pytest.raises(CheckpointError, match="it is not a Lightning checkpoint") as err:
         ConditionalGAN.load_from_checkpoint(bare)
     assert err.value.path == str(bare)
+
+
+def test_a_callback_given_twice_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    twice = "cgan_lightning.callbacks.InterferenceTest"
+    code, line = _cli_error(capsys, "fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path),
+                            f"--trainer.callbacks+={twice}", f"--trainer.callbacks+={twice}")
+    assert code == 1
+    assert line == ("cgan-lightning: error: trainer.callbacks holds InterferenceTest twice with the same settings "
+                    "(callbacks from config files and --trainer.callbacks+=... add up): drop one, or give the second "
+                    "other settings")
 
 
 # ------------------------------------------------------------------------------------------------- data

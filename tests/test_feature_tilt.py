@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor
 
-from cgan_lightning import ConditionalGAN, feature_tilt
+from cgan_lightning import ConditionalGAN, feature_tilt, module
 from cgan_lightning.cli.lightning_cli import build_cli
 from cgan_lightning.cli.sample import main as sample_main
 from cgan_lightning.feature_tilt import (
@@ -99,6 +99,16 @@ def test_the_tilt_picks_the_candidates_the_ratio_favours_and_depends_only_on_z_a
     assert tilt.log_ratio(critic.features_of(tilted), labels).mean() > tilt.log_ratio(
         critic.features_of(untilted), labels).mean() + 1.0
     torch.testing.assert_close(model.sample(labels[:3], z=z[:3]), tilted[:3])  # the same, drawn in another batch
+
+
+def test_redraw_counts_are_the_users_draws_not_the_tilts_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(module, "CALIBRATION_SAMPLES", 50)  # G's Gaussians from 500 draws: enough for the count
+    model = _gan(sample_tilt_candidates=4, sample_min_class_prob=0.1)
+    model.fit_sample_tilt(*_real_images())
+    model.sample(torch.arange(10).repeat(2), generator=torch.Generator().manual_seed(0))
+    # Each image's 4 candidates are draws; the draws that fit G's Gaussians for the tilt are not counted.
+    assert model.sample_redraws["drawn"] == 20 * 4
+    assert 0 < model.sample_redraws["redrawn"] <= 20 * 4
 
 
 def test_a_model_without_the_training_statistics_says_how_to_fit_them() -> None:

@@ -305,6 +305,25 @@ def test_cli_export_errors_are_one_line(ckpt: Path, tmp_path: Path, capsys: pyte
     assert len(err) == 1 and err[0].startswith("cgan-lightning export: error: ") and message in err[0], err
 
 
+def test_cli_export_refuses_mnist_data_for_a_run_on_other_data(ckpt: Path, fake_mnist_session_dir: Path,
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # The run's config.yaml (one folder above checkpoints/) says it trained on a folder of images.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    copied = run / "checkpoints" / "last.ckpt"
+    copied.write_bytes(ckpt.read_bytes())
+    (run / "config.yaml").write_text("data:\n  class_path: cgan_lightning.data.ImageFolderDataModule\n"
+                                     "  init_args: {root: my_images/train}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(copied), "--out", str(tmp_path / "o"), "--data_dir",
+              str(fake_mnist_session_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(err) == 1
+    assert "this run trained on cgan_lightning.data.ImageFolderDataModule" in err[0] and "export_generator(" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_sample_pretrained_errors(exported: tuple[ConditionalGAN, Path], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     for args, message in ((["--pretrained", str(tmp_path)], "config.json is missing"),

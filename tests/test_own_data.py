@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from lightning.pytorch import Trainer
 from own_data_helpers import DIGIT_NAMES, RGB_CLASSES, write_cifar10, write_cifar100, write_digit_tree, write_rgb_tree
 from PIL import Image
 
-from cgan_lightning import ConditionalGAN
+from cgan_lightning import ConditionalGAN, MLPDiscriminator, MLPGenerator, MNISTDataModule, callbacks
 from cgan_lightning.cli.lightning_cli import main
 from cgan_lightning.cli.sample import parse_labels
 from cgan_lightning.cli.train_classifier import main as train_classifier_main
@@ -306,6 +307,21 @@ def test_mismatched_classifier_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"shipped MNIST classifier .* takes 1x28x28 images but the model draws "
                                          r"3x32x32; train one .*train-classifier"):
         evaluate_generator(model, real_batches=batches)
+
+
+@pytest.mark.parametrize("callback", ["PerClassFID", "SampleQuality", "InterferenceTest", "LatentTraversal"])
+def test_a_classifier_that_cannot_judge_the_model_is_refused_before_training(callback: str, tmp_path: Path,
+                                                                             fake_mnist_session_dir: Path) -> None:
+    three = tmp_path / "three.pt"
+    save_classifier(ImageClassifier(3, feature_dim=8, image_shape=(1, 28, 28)), three, {"class_names": ["a", "b", "c"]})
+    trainer = Trainer(default_root_dir=tmp_path, max_epochs=1, accelerator="cpu", logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                      callbacks=[getattr(callbacks, callback)(classifier=three)])
+    model = ConditionalGAN(latent_dim=8, generator=partial(MLPGenerator, hidden_dims=(16,)),
+                           discriminator=partial(MLPDiscriminator, hidden_dims=(16,)))
+    with pytest.raises(ValueError, match=r"three.pt predicts 3 classes but the model has 10 labels; train one"):
+        trainer.fit(model, MNISTDataModule(str(fake_mnist_session_dir), download=False, batch_size=8))
+    assert trainer.global_step == 0  # refused at setup: no training was spent before the refusal
 
 
 def test_class_names_are_checked_and_shown_in_tables() -> None:

@@ -99,6 +99,9 @@ def test_labels_all_and_ema_weights(ema_ckpt: Path, tmp_path: Path) -> None:
     expected = model.sample(ema["labels"], generator=torch.Generator().manual_seed(1), ema=True)
     torch.testing.assert_close(ema["images"], expected, rtol=0, atol=0)
     assert not torch.allclose(ema["images"], raw["images"])
+    # Without --labels, every label is drawn, as with `--labels all`.
+    _sample("--ckpt_path", str(ema_ckpt), "--n_per_label", "2", "--out", str(tmp_path / "d.pt"), "--seed", "1")
+    torch.testing.assert_close(torch.load(tmp_path / "d.pt"), raw, rtol=0, atol=0)
 
 
 def test_ema_flag_on_a_checkpoint_without_ema(plain_ckpt: Path, tmp_path: Path,
@@ -195,7 +198,7 @@ def test_min_class_prob_flag_redraws_with_a_class_head_and_is_refused_without(
     _sample("--ckpt_path", str(ckpt), "--labels", "all", "--n_per_label", "8", "--seed", "0",
             "--min_class_prob", "0.1", "--out", str(tmp_path / "ac.pt"))
     # an untrained head gives every label about 0.1: some samples fall under it and are redrawn
-    redrawn = re.search(r"; (\d+) of 80 redrawn under class probability 0.1\)", capsys.readouterr().out)
+    redrawn = re.search(r"; (\d+) of 80 draws redrawn under class probability 0.1\)", capsys.readouterr().out)
     assert redrawn is not None and int(redrawn.group(1)) > 0
     code, line = _error_line(capsys, "--ckpt_path", str(ema_ckpt), "--labels", "3", "--min_class_prob", "0.5",
                              "--out", str(tmp_path / "x.png"))

@@ -61,8 +61,11 @@ class FixedLatentCallback(Callback):
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Drawn here; a checkpoint's state (loaded after setup) replaces it.
+        model = check_sampler(pl_module)
         if self.latents is None:
-            self.latents = self.draw_latents(check_sampler(pl_module))
+            self.latents = self.draw_latents(model)
+        # A classifier that cannot judge this model is refused now, not after the first epoch of training.
+        self._load_classifier(pl_module, model.num_classes)
 
     @override
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -87,13 +90,16 @@ class FixedLatentCallback(Callback):
             return
         self.latents = latents
 
-    def _classifier(self, pl_module: LightningModule, num_classes: int) -> ClassifierFeatures:
+    def _load_classifier(self, pl_module: LightningModule, num_classes: int) -> ClassifierFeatures:
         if self.classifier is None:
             classifier = ClassifierFeatures(self.classifier_path)
             check_classifier_matches(classifier, num_classes, getattr(pl_module, "image_shape", None),
                                      getattr(pl_module, "class_names", None))
             self.classifier = classifier
-        return self.classifier.to(pl_module.device)
+        return self.classifier
+
+    def _classifier(self, pl_module: LightningModule, num_classes: int) -> ClassifierFeatures:
+        return self._load_classifier(pl_module, num_classes).to(pl_module.device)
 
     def _maybe_render(self, trainer: Trainer, pl_module: LightningModule) -> None:
         model = check_sampler(pl_module)

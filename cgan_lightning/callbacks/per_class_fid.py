@@ -22,7 +22,7 @@ from cgan_lightning.callbacks.schedule import (
 )
 from cgan_lightning.metrics.features import FeatureChoice
 from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
-from cgan_lightning.metrics.protocol import check_sampler
+from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
 from cgan_lightning.metrics.report import per_class_table
 from cgan_lightning.metrics.sample_checks import BadSamplesError
 from cgan_lightning.metrics.sampling import evaluation_loader, image_label_batches
@@ -106,6 +106,11 @@ class PerClassFID(ScheduledEvaluation):
         self._checkpoint_epoch = checkpoint.get("epoch")
 
     @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # A classifier that cannot judge this model is refused now, not after the first epochs of training.
+        self._build_evaluator(check_sampler(pl_module))
+
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next run (another fit / validate / test call) may use other data: recompute its real statistics.
         self._real_split = None
@@ -120,13 +125,17 @@ class PerClassFID(ScheduledEvaluation):
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.on_validation_epoch_start(trainer, pl_module)
 
+    def _build_evaluator(self, model: ConditionalSampler) -> PerClassEvaluator:
+        if self.evaluator is None:  # checks that the classifier can judge the model (classes, image shape, names)
+            self.evaluator = PerClassEvaluator(model.num_classes, self.feature, self.feature_weights, self.classifier,
+                                               getattr(model, "image_shape", None), getattr(model, "class_names", None))
+        return self.evaluator
+
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
         model = check_sampler(pl_module)
         fast = is_fast_dev_run(trainer)
-        if self.evaluator is None:
-            self.evaluator = PerClassEvaluator(model.num_classes, self.feature, self.feature_weights, self.classifier,
-                                               getattr(model, "image_shape", None), getattr(model, "class_names", None))
-        self.evaluator.to(pl_module.device)
+        self._build_evaluator(model).to(pl_module.device)
+        assert self.evaluator is not None
         if self._real_split != split:
             if self.evaluator.has_real:
                 self.evaluator.reset_real()

@@ -18,6 +18,7 @@ from cgan_lightning.callbacks.schedule import (
     evaluated_epoch,
     is_fast_dev_run,
 )
+from cgan_lightning.metrics.classifier import check_classifier_matches
 from cgan_lightning.metrics.features import ClassifierFeatures
 from cgan_lightning.metrics.kid import DEFAULT_SUBSET_SIZE, DEFAULT_SUBSETS, PerClassKID
 from cgan_lightning.metrics.memorization import DEFAULT_QUANTILE, memorization
@@ -123,6 +124,11 @@ class SampleQuality(ScheduledEvaluation):
         self._checkpoint_epoch = checkpoint.get("epoch")
 
     @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # A classifier that cannot judge this model is refused now, not after the first epochs of training.
+        self._setup(check_sampler(pl_module), torch.device("cpu"))
+
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # The next fit / validate / test may use other data.
         self._real_split, self._train = None, None
@@ -130,10 +136,10 @@ class SampleQuality(ScheduledEvaluation):
     # ------------------------------------------------------------------------------------------- internals
     def _setup(self, model: ConditionalSampler, device: torch.device) -> None:
         if self.features is None:
-            self.features = ClassifierFeatures(self.classifier_path)
-            if self.features.num_classes != model.num_classes:
-                raise ValueError(f"the classifier predicts {self.features.num_classes} classes but the model has "
-                                 f"{model.num_classes} labels; pass classifier=<weights trained on this dataset>")
+            features = ClassifierFeatures(self.classifier_path)
+            check_classifier_matches(features, model.num_classes, getattr(model, "image_shape", None),
+                                     getattr(model, "class_names", None))
+            self.features = features
             self.prdc = PerClassPRDC(model.num_classes, self.nearest_k)
             self.kid = PerClassKID(model.num_classes, self.features.num_features, self.kid_subset_size,
                                    self.kid_subsets, seed=self.seed)

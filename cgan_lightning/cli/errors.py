@@ -72,6 +72,19 @@ def user_error_line(error: BaseException) -> str:
     return lines[0]
 
 
+_DUPLICATE_CALLBACK = re.compile(r"Found more than one stateful callback of type `([^`]+)`")
+
+
+def duplicate_callback_line(error: BaseException) -> str | None:
+    """For Lightning's refusal of two stateful callbacks with one ``state_key``: one line naming the callback and
+    the usual cause (a config file and ``--trainer.callbacks+=`` both adding it); else ``None``."""
+    found = _DUPLICATE_CALLBACK.search(str(error)) if isinstance(error, RuntimeError) else None
+    if found is None:
+        return None
+    return (f"trainer.callbacks holds {found[1]} twice with the same settings (callbacks from config files and "
+            f"--trainer.callbacks+=... add up): drop one, or give the second other settings")
+
+
 def out_of_memory_line(error: BaseException) -> str | None:
     """For PyTorch running out of memory: one line with the size it tried and the way out; else ``None``."""
     if not is_out_of_memory(error):
@@ -84,4 +97,4 @@ def out_of_memory_line(error: BaseException) -> str | None:
             "base_channels) or the evaluation batch sizes, or use a device with more memory")
 
 
-__all__ = ["OneLineErrorParser", "one_line", "out_of_memory_line", "user_error_line"]
+__all__ = ["OneLineErrorParser", "duplicate_callback_line", "one_line", "out_of_memory_line", "user_error_line"]

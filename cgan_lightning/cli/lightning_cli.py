@@ -26,7 +26,7 @@ from typing_extensions import override
 from cgan_lightning.callbacks.best_checkpoints import best_fid_checkpoint_for
 from cgan_lightning.callbacks.run_summary import RunSummary
 from cgan_lightning.callbacks.save_on_interrupt import SaveOnInterrupt
-from cgan_lightning.cli.errors import OneLineErrorParser, out_of_memory_line, user_error_line
+from cgan_lightning.cli.errors import OneLineErrorParser, duplicate_callback_line, out_of_memory_line, user_error_line
 from cgan_lightning.cli.help_format import EPILOG, CompactHelpFormatter
 from cgan_lightning.cli.subcommands import (
     DESCRIPTION,
@@ -40,7 +40,6 @@ from cgan_lightning.cli.subcommands import (
 from cgan_lightning.cli.warnings import silence_known_noise
 from cgan_lightning.loggers.wandb import WandbSaveConfigCallback, finish_wandb_runs
 from cgan_lightning.module import ConditionalGAN, NonFiniteLossError
-from cgan_lightning.nn.build import is_out_of_memory
 from cgan_lightning.plugins.checkpoint_io import use_atomic_checkpoint_io
 from cgan_lightning.sampling import SAMPLING_OPTIONS
 from cgan_lightning.strategies.gan_ddp import gan_strategy_name
@@ -228,10 +227,11 @@ def main(args: ArgsType = None) -> None:
     except SIGTERMException:  # a SystemExit with code None, i.e. "success", unless mapped here
         raise SystemExit(128 + signal.SIGTERM) from None
     except USER_ERRORS + (RuntimeError, MemoryError) as error:
-        user_error = isinstance(error, USER_ERRORS) or is_out_of_memory(error)  # OOM: a RuntimeError
-        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not user_error:
+        # Out of memory and a callback given twice are RuntimeErrors with a known cause and fix.
+        line = out_of_memory_line(error) or duplicate_callback_line(error)
+        if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not (isinstance(error, USER_ERRORS) or line is not None):
             raise
-        print(f"cgan-lightning: error: {out_of_memory_line(error) or user_error_line(error)}", file=sys.stderr)
+        print(f"cgan-lightning: error: {line or user_error_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

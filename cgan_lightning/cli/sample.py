@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--ckpt_path", help="checkpoint written by `cgan-lightning fit`")
     source.add_argument("--pretrained", metavar="DIR_OR_REPO",
                         help="a folder written by `cgan-lightning export` (or a Hugging Face Hub repo id)")
-    parser.add_argument("--labels", nargs="+", required=True, metavar="LABEL",
+    parser.add_argument("--labels", nargs="+", default=["all"], metavar="LABEL",
                         help="class names or ids, e.g. `cat dog` or `3 7` (one grid row each, in this order), "
-                             "or `all`")
+                             "or `all` (default: all)")
     parser.add_argument("--n_per_label", type=int, default=16, help="samples per label (default: 16)")
     parser.add_argument("--out", required=True, help="output file: .png (a grid) or .pt (images and labels)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the latents; same seed, same images")
@@ -261,10 +261,12 @@ def run(argv: Sequence[str]) -> str:
 def _sampling_note(model: Any) -> str:
     scale, min_prob = getattr(model, "sample_latent_scale", 1.0), getattr(model, "sample_min_class_prob", 0.0)
     note = f"; latents x {scale:g}" if scale != 1 else ""
+    tilt = getattr(model, "sample_tilt_temperature", 0.0)
     if min_prob > 0:
         counts = model.sample_redraws
-        note += f"; {counts['redrawn']} of {counts['drawn']} redrawn under class probability {min_prob:g}"
-    tilt = getattr(model, "sample_tilt_temperature", 0.0)
+        candidates = f" ({model.sample_tilt_candidates} candidates an image)" if tilt > 0 else ""
+        note += (f"; {counts['redrawn']} of {counts['drawn']} draws{candidates} redrawn under class probability "
+                 f"{min_prob:g}")
     if tilt > 0:
         note += f"; tilted towards the training features at temperature {tilt:g}"
     return note

@@ -231,6 +231,23 @@ def find_training_config(ckpt_path: Path) -> Path | None:
     return None
 
 
+def check_mnist_run(config_file: Path | None) -> None:
+    """Refuse ``--data_dir`` (MNIST-family data) for a run whose ``config.yaml`` trained on another data module.
+
+    Raises:
+        ValueError: the run's data module is not :class:`~cgan_lightning.data.MNISTDataModule`.
+    """
+    if config_file is None:
+        return
+    data = (yaml.safe_load(config_file.read_text()) or {}).get("data")
+    class_path = data.get("class_path") if isinstance(data, Mapping) else None
+    if class_path is not None and class_path.rsplit(".", 1)[-1] != "MNISTDataModule":
+        raise ValueError(f"--data_dir evaluates on MNIST, Fashion-MNIST or KMNIST, but this run trained on "
+                         f"{class_path} ({config_file}). Export without --data_dir, or from Python with "
+                         "export_generator(model, out, datamodule=<that data module>, classifier=<its classifier "
+                         "file>) to put its per-class evidence in the card (docs/sharing.md)")
+
+
 def export_checkpoint(
     ckpt_path: str | Path,
     out: str | Path,
@@ -249,6 +266,7 @@ def export_checkpoint(
     Raises:
         FileNotFoundError: the checkpoint (or the data under ``data_dir``) is missing.
         CheckpointError: (a ``ValueError``) the checkpoint is damaged or not a ConditionalGAN one.
+        ValueError: ``data_dir`` for a run that trained on another data module than MNIST's.
     """
     from cgan_lightning.data.mnist import MNISTDataModule
     from cgan_lightning.module import ConditionalGAN
@@ -259,11 +277,12 @@ def export_checkpoint(
     model = ConditionalGAN.load_from_checkpoint(path, map_location="cpu", weights_only=not trust_checkpoint)
     raw = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint, mmap=True)
     data_hparams = dict(raw.get("datamodule_hyper_parameters") or {})
+    config_file = find_training_config(path)
     datamodule = None
     if data_dir is not None:
+        check_mnist_run(config_file)
         datamodule = MNISTDataModule(str(data_dir), download=False, dataset=data_hparams.get("dataset", "mnist"),
                                      batch_size=batch_size)
-    config_file = find_training_config(path)
     training_config = (f"# {config_file}\n" + config_file.read_text()) if config_file else None
     source = f"`{path.name}` (epoch {raw.get('epoch', '?')}, global step {raw.get('global_step', '?')})"
     return export_generator(model, out, datamodule=datamodule, ema=ema, samples_per_class=samples_per_class,
@@ -291,6 +310,6 @@ def push_export_to_hub(folder: str | Path, repo_id: str, *, private: bool | None
                                  commit_message=commit_message))
 
 
-__all__ = ["EXPORT_FILES", "check_no_foreign_card", "export_checkpoint", "export_generator", "find_training_config",
-           "generator_spec", "pretrained_from_gan", "push_export_to_hub", "sampling_beyond_generator",
-           "write_interference_grid"]
+__all__ = ["EXPORT_FILES", "check_mnist_run", "check_no_foreign_card", "export_checkpoint", "export_generator",
+           "find_training_config", "generator_spec", "pretrained_from_gan", "push_export_to_hub",
+           "sampling_beyond_generator", "write_interference_grid"]

@@ -131,6 +131,24 @@ def peek_lightning_checkpoint(path: str | os.PathLike[str]) -> None:
     check_lightning_checkpoint(checkpoint, path)
 
 
+def overridden_settings(path: str | os.PathLike[str], overrides: Mapping[str, Any],
+                        weights_only: bool | None = True) -> list[str]:
+    """The settings that ``overrides`` (``load_from_checkpoint``'s keyword arguments) change from the checkpoint's
+    recorded ones, as ``"name: <saved> in the checkpoint, <given> given"``; empty when the file cannot be read here.
+
+    ``weights_only=False`` unpickles the whole file: only for a file the caller already trusts that far.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only is not False, mmap=True)
+    except (pickle.UnpicklingError, OSError, RuntimeError):
+        return []
+    saved = (checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, Mapping) else {}
+    return [f"{key}: {_describe(saved[key])} in the checkpoint, {_describe(value)} given"
+            for key, value in overrides.items()
+            if key in saved and isinstance(saved[key], _SIMPLE) and isinstance(value, _SIMPLE)
+            and not _same(saved[key], value)]
+
+
 def _describe(value: Any) -> str:
     return str(list(value)) if isinstance(value, tuple | list) else repr(value)
 
@@ -229,4 +247,4 @@ def check_checkpoint_matches(
 
 
 __all__ = ["CheckpointError", "INTERFACE_HPARAMS", "check_checkpoint_matches", "check_lightning_checkpoint",
-           "is_local_path", "peek_lightning_checkpoint", "verify_checkpoint_file"]
+           "is_local_path", "overridden_settings", "peek_lightning_checkpoint", "verify_checkpoint_file"]
