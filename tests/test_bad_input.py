@@ -214,6 +214,17 @@ def test_a_bare_state_dict_is_not_a_checkpoint(tmp_path: Path, fake_mnist_sessio
     assert err.value.path == str(bare)
 
 
+def test_resumed_fit_keeps_the_checkpoints_sampling_options(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path / "a"), "--trainer.max_epochs=1"])
+    ckpt = tmp_path / "a" / "ckpt" / "last.ckpt"
+    # Redraws by D's class head, given with a checkpoint whose D has none: validate would refuse them; a resumed fit
+    # continues the run as it was trained, sampling options included.
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path / "b"), "--trainer.max_epochs=2",
+          "--model.sample_min_class_prob=0.7", f"--ckpt_path={ckpt}"])
+    resumed = torch.load(tmp_path / "b" / "ckpt" / "last.ckpt", weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["hyper_parameters"]["sample_min_class_prob"] == 0.0
+
+
 def test_a_callback_given_twice_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     twice = "cgan_lightning.callbacks.InterferenceTest"

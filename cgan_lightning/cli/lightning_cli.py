@@ -118,9 +118,10 @@ class CGANLightningCLI(LightningCLI):
     @override
     def _parse_ckpt_path(self) -> None:
         # LightningCLI replaces the model section with --ckpt_path's hyperparameters, so that the weights fit the
-        # networks. The sampling options shape no weight: the values given to validate/test win over the run's.
+        # networks. The sampling options shape no weight: the values given to validate/test win over the run's. A
+        # resumed fit continues the run as it was, sampling options included.
         subcommand = self.config.get("subcommand")
-        model = self.config[subcommand].get("model") if subcommand else None
+        model = self.config[subcommand].get("model") if subcommand in ("validate", "test") else None
         given = {name: model.get(name) for name in SAMPLING_OPTIONS} if model is not None else {}
         super()._parse_ckpt_path()
         for name, value in given.items():
