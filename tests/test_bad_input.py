@@ -59,6 +59,28 @@ def test_config_file_with_unknown_keys_or_wrong_types(yaml_text: str, expected: 
 
 @pytest.mark.parametrize(
     ("flag", "expected"),
+    [("--data.batch_size=6.5", 'Parser key "data.batch_size": expected <class \'int\'>, got 6.5'),
+     ("--data.dataset=mnsit", 'Parser key "data.dataset": expected typing.Literal[\'mnist\', \'fashion_mnist\', '
+                              "'kmnist'], got mnsit"),
+     ("--trainer.max_epochs=abc", 'Parser key "trainer.max_epochs": expected <class \'int\'>, got abc'),
+     ("--model.optimizer_g.init_args.lr=fast",
+      'Parser key "model.optimizer_g.lr": expected <class \'float\'>, got fast'),
+     ("--model.generator.init_args.hiden_dims=[64]", 'Parser key "model.generator": Option \'hiden_dims\' is not '
+                                                     "accepted (check its spelling against the class's init_args)")],
+    ids=["float_for_int", "unknown_dataset", "str_for_int", "str_for_float", "init_args_typo"],
+)
+def test_a_value_no_type_of_a_union_takes_gets_its_key_and_reason(flag: str, expected: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # jsonargparse lists every alternative of an optional (X | None) setting at length; the line keeps the one reason.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", flag])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2
+    assert err == f"cgan-lightning fit: error: {expected} (see cgan-lightning fit --help)"
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
     [("--data.batch_size=-1", "batch_size must be a positive integer, got -1"),
      ("--data.batch_size=0", "batch_size must be a positive integer, got 0"),
      ("--model.latent_dim=0", "latent_dim must be a positive integer, got 0"),

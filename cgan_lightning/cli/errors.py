@@ -47,16 +47,58 @@ _GENERIC = ("Expected a ", "Not a valid subclass", "Does not validate against", 
 _SUBCLASS_REASON = re.compile(r"Expected '[^']+' to be a subclass of <class '[^']+'>")
 
 
+_NONE_ALTERNATIVE = "Expected a <class 'NoneType'>"
+_EXPECTED = re.compile(r"Expected a (<class '[^']+'>|typing\.Literal\[[^\]]*\])")
+_GOT = re.compile(r"(?:Got|Given) value: (\S+?)\.?(?:\s|$)")
+
+
+def _union_items(message: str) -> list[str]:
+    """The reasons listed under the outer ``Errors:`` (one per union alternative), each folded into one line; the
+    nested listings of an alternative stay inside its item."""
+    lines = message.split("Errors:", 1)[-1].splitlines()
+    first = next((line for line in lines if line.strip().startswith("- ")), None)
+    if first is None:
+        return []
+    indent = len(first) - len(first.lstrip())
+    items: list[list[str]] = []
+    for line in lines:
+        stripped, depth = line.strip(), len(line) - len(line.lstrip())
+        if stripped and depth < indent:  # "Given value type:" of the outer union: the listing has ended
+            break
+        if depth == indent and stripped.startswith("- "):
+            items.append([stripped[2:]])
+        elif stripped and items:
+            items[-1].append(stripped)
+    return [" ".join(item) for item in items]
+
+
 def union_reason(message: str) -> str:
-    """For a value that fits none of a union's types, the key and the one reason that matters (a class of the wrong
-    kind); any other message as it is."""
+    """For a value that fits none of a union's types, the key and the one reason that matters; any other message
+    as it is.
+
+    The alternative that is only ``None`` is dropped; a data module's, network's or optimizer's own complaint is
+    given under its full key (``data.batch_size``) with the type it expected and the value it got.
+    """
     if "Does not validate against any of the Union subtypes" not in message:
         return message
+    key = re.match(r'\s*Parser key "([^"]+)":', message)
     reason = _SUBCLASS_REASON.search(message)
-    key = re.match(r'\s*(Parser key "[^"]+"):', message)
-    if reason is None:
+    if reason is not None:
+        return f'Parser key "{key[1]}": {reason.group(0)}' if key else reason.group(0)
+    items = [item for item in _union_items(message) if item != _NONE_ALTERNATIVE]
+    if key is None or not items:
         return message
-    return f"{key.group(1)}: {reason.group(0)}" if key else reason.group(0)
+    item = items[0]
+    rejected = re.search(r"(Option '[^']+' is not accepted)", item)
+    if rejected:  # an init_args key the class does not take: usually a typo
+        return f'Parser key "{key[1]}": {rejected[1]} (check its spelling against the class\'s init_args)'
+    nested = re.search(r'Parser key "([^"]+)":(.*)', item)
+    full_key, text = (f"{key[1]}.{nested[1]}", nested[2]) if nested else (key[1], item + " " + message)
+    expected = [kind for kind in _EXPECTED.findall(text) if kind != "<class 'NoneType'>"]
+    got = _GOT.search(text)
+    if expected and got:  # e.g. data.batch_size: expected <class 'int'>, got 6.5
+        return f'Parser key "{full_key}": expected {expected[0]}, got {got[1]}'
+    return f'Parser key "{full_key}": {text.strip()}' if nested else f'Parser key "{key[1]}": {item}'
 
 
 def user_error_line(error: BaseException) -> str:
