@@ -247,6 +247,17 @@ def test_resumed_fit_keeps_the_checkpoints_sampling_options(fake_mnist_session_d
     assert resumed["epoch"] == 1 and resumed["hyper_parameters"]["sample_min_class_prob"] == 0.0
 
 
+def test_ckpt_path_last_without_a_fixed_checkpoint_folder_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    args = [a for a in tiny_cli_args(fake_mnist_session_dir, tmp_path) if not a.startswith("--checkpoint.dirpath")]
+    code, line = _cli_error(capsys, "fit", *args, "--ckpt_path=last")
+    assert code == 1 and line.startswith("cgan-lightning: error: --ckpt_path last needs --checkpoint.dirpath")
+    assert not (tmp_path / "lightning_logs").exists()  # refused before a run folder was made
+    # With the folder fixed, `last` resumes what is there, or starts the run when nothing is (requeued jobs).
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path), "--trainer.max_epochs=1", "--ckpt_path=last"])
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 0
+
+
 def test_a_callback_given_twice_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     twice = "cgan_lightning.callbacks.InterferenceTest"

@@ -54,6 +54,22 @@ def _class_names(data: Any) -> list[str] | None:
     return [str(name) for name in names] if names is not None else None
 
 
+def check_last_checkpoint_findable(checkpoint: Any) -> None:
+    """Refuse ``--ckpt_path last`` without ``--checkpoint.dirpath``: it could never find an earlier run's file.
+
+    Each run writes into a new ``version_N`` folder, where ``last`` looks; Lightning would warn and train from
+    scratch. With a fixed ``dirpath`` that holds no checkpoint yet, ``last`` starts a new run, as Lightning's
+    resume-or-start idiom for requeued jobs expects.
+
+    Raises:
+        FileNotFoundError: no ``checkpoint.dirpath`` is set.
+    """
+    if checkpoint is None or checkpoint.get("dirpath") is None:
+        raise FileNotFoundError("--ckpt_path last needs --checkpoint.dirpath: each run writes its checkpoints into "
+                                "a new version_N folder, so give the folder the earlier run wrote its last.ckpt to "
+                                "(the same --checkpoint.dirpath as that run), or the checkpoint's own path")
+
+
 class CGANLightningCLI(LightningCLI):
     """LightningCLI for :class:`ConditionalGAN` with the data module's shape linked into the model.
 
@@ -111,6 +127,8 @@ class CGANLightningCLI(LightningCLI):
         # zip-reader traceback, or, for a flipped byte inside a tensor, silently wrong weights.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path == "last":
+            check_last_checkpoint_findable(self.config[subcommand].get("checkpoint"))
         if ckpt_path and is_local_path(ckpt_path) and ckpt_path not in ("last", "best", "hpc", "registry"):
             verify_checkpoint_file(ckpt_path)
             peek_lightning_checkpoint(ckpt_path)  # a bare state_dict would fail with a KeyError traceback
