@@ -47,7 +47,7 @@ class ClassHead(Protocol):
 
 def check_sampling_options(latent_scale: object, min_prob: object, discriminator: object) -> tuple[float, float]:
     """Return ``(latent_scale, min_prob)`` as floats, ``> 0`` and in ``[0, 1)``; ``min_prob > 0`` needs a class head."""
-    scale = check_number(latent_scale, "sample_latent_scale", minimum=0.0)
+    scale = check_number(latent_scale, "sample_latent_scale")
     if scale <= 0:
         raise ValueError(f"sample_latent_scale must be > 0 (1: latents as trained), got {latent_scale}")
     threshold = check_number(min_prob, "sample_min_class_prob", minimum=0.0)

@@ -162,9 +162,11 @@ def test_sigterm_saves_last_ckpt_and_fit_continues(fake_mnist_session_dir: Path,
     assert proc.returncode == 128 + signal.SIGTERM, err
     reached = read_heartbeat(heartbeat)[-1]
     assert reached < STEPS_PER_EPOCH
-    assert "Interrupted by SIGTERM" in err and "--ckpt_path" in err
-
     last = tmp_path / "ckpt" / "last.ckpt"
+    # The hint is a command to paste: the config the CLI saved for the run, and the checkpoint.
+    assert "Interrupted by SIGTERM" in err
+    assert f"Continue with: cgan-lightning fit --config {tmp_path / 'config.yaml'} --ckpt_path {last}" in err, err
+
     state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["global_step"] == reached  # the batch in flight was finished, then saved
     resumed = _resume_to_end_of_epoch(fake_mnist_session_dir, tmp_path, last, tmp_path / "resumed.txt")

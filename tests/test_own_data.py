@@ -275,7 +275,9 @@ def test_train_classifier_then_fit_validate_and_sample_with_class_names(
     assert model.class_names == names and model.image_shape == shape
     caption = Image.open(version / "interference" / "epoch_000.png").text["Description"]
     assert caption.endswith(", ".join(names))
-    capsys.readouterr()
+    summary = capsys.readouterr().out.split("Run summary")[1].split("(latest evaluation")[1]
+    for k, name in enumerate(names):  # the run's closing table names the classes, as validate's does
+        assert f"{k} {name} " in summary
 
     main(["validate", "--config", str(config), "--ckpt_path", str(ckpt)])
     table = capsys.readouterr().out.split("Per-class FID and generated-image accuracy")[1]

@@ -153,6 +153,7 @@ def test_interference_and_traversal_keep_their_fixed_latents(monkeypatch: pytest
     ({"sample_min_class_prob": 1.0}, r"must be in \[0, 1\)"),
     ({"sample_min_class_prob": -0.1}, ">= 0"),
     ({"sample_latent_scale": 0.0}, "must be > 0"),
+    ({"sample_latent_scale": -2.0}, r"must be > 0 \(1: latents as trained\), got -2.0"),  # one rule, one message
     ({"sample_latent_scale": float("nan")}, "finite number"),
 ])
 def test_bad_sampling_options_are_refused_clearly(options: dict[str, object], message: str) -> None:

@@ -54,8 +54,9 @@ class RunSummary(Callback):
             if isinstance(callback, PerClassFID) and callback.last_scores:
                 prefix = next(iter(callback.last_scores)).split("/", 1)[0] + "/"
                 scores = {**_same_evaluation_scores(trainer, callback), **callback.last_scores}
-                lines += ["", f"Per-class FID and generated-digit accuracy (latest evaluation, epoch "
-                              f"{callback.last_epoch}):", per_class_table(scores, prefix)]
+                lines += ["", f"Per-class FID and generated-image accuracy (latest evaluation, epoch "
+                              f"{callback.last_epoch}):",
+                          per_class_table(scores, prefix, getattr(trainer.lightning_module, "class_names", None))]
         return "\n".join(lines) + "\n"
 
 
