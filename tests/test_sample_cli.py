@@ -132,7 +132,11 @@ def test_missing_corrupt_and_foreign_checkpoints(ema_ckpt: Path, tmp_path: Path,
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ema_ckpt.read_bytes()[:5000])
     code, line = _error_line(capsys, "--ckpt_path", str(truncated), "--labels", "1", "--out", out)
-    assert code == 1 and "truncated.ckpt" in line
+    assert code == 1 and "truncated.ckpt" in line and "truncated or corrupted" in line
+    config = tmp_path / "config.yaml"  # a text file given where the checkpoint goes: said so, not "corrupted"
+    config.write_text("model:\n  latent_dim: 8  # é\n" * 40)
+    code, line = _error_line(capsys, "--ckpt_path", str(config), "--labels", "1", "--out", out)
+    assert code == 1 and "config.yaml: is a text file" in line and "not a checkpoint" in line
     foreign = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, foreign)  # a valid torch file, but not a Lightning checkpoint
     code, line = _error_line(capsys, "--ckpt_path", str(foreign), "--labels", "1", "--out", out)
@@ -175,7 +179,7 @@ def test_console_script_prints_one_line_and_no_traceback(ema_ckpt: Path, tmp_pat
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "cgan-lightning sample: error: --labels: 12 is out of range; this checkpoint knows labels 0..9"]
+        "cgan-lightning sample: error: --labels: 12 is out of range; the generator knows labels 0..9"]
 
 
 def test_latent_scale_flag_samples_as_the_model_option(ema_ckpt: Path, tmp_path: Path,

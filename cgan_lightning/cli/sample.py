@@ -114,7 +114,7 @@ def parse_labels(tokens: Sequence[str], num_classes: int, class_names: Sequence[
                               f"[0, {num_classes - 1}] or `all`", 2) from None
     bad = [v for v in labels if not 0 <= v < num_classes]
     if bad:
-        raise SampleError(f"--labels: {bad[0]} is out of range; this checkpoint knows labels 0..{num_classes - 1}", 2)
+        raise SampleError(f"--labels: {bad[0]} is out of range; the generator knows labels 0..{num_classes - 1}", 2)
     return labels
 
 

@@ -13,6 +13,7 @@ Two ways a checkpoint fails a user, each caught before PyTorch or Lightning prin
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 import zipfile
@@ -80,6 +81,16 @@ def verify_checkpoint_file(path: str | os.PathLike[str]) -> Path:
     if size == 0:
         raise CheckpointError(f"the file is empty (0 bytes): it was never written completely; {advice}", path)
     if not zipfile.is_zipfile(path):
+        with path.open("rb") as file:
+            head = file.read(512)
+        if head and b"\0" not in head and not head.startswith(b"PK"):
+            try:  # incremental: a character cut at the 512th byte is not an error
+                codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            except UnicodeDecodeError:
+                pass
+            else:  # a config or notes file given by mistake: "truncated or corrupted" would mislead
+                raise CheckpointError(f"is a text file ({size:,} bytes; a config?), not a checkpoint: give the .ckpt "
+                                      "file the trainer wrote, e.g. <run>/checkpoints/last.ckpt", path)
         raise CheckpointError(
             f"not a readable PyTorch checkpoint ({size:,} bytes, no zip directory at its end): the file is truncated "
             f"or corrupted, or was not written by torch.save; {advice}",
