@@ -24,6 +24,8 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ConditionalGAN.load_from_checkpoint(args.ckpt_path, map_location="cpu")
+    if not 0 <= args.label < model.num_classes:
+        parser.error(f"--label must be one of the checkpoint's labels, 0..{model.num_classes - 1}; got {args.label}")
     images = model.sample([args.label] * args.n, generator=torch.Generator().manual_seed(args.seed))
     save_image(images, args.out, nrow=8, normalize=True, value_range=(-1, 1))
     print(f"wrote {args.n} images of label {args.label} to {args.out}")

@@ -250,6 +250,8 @@ def main(args: ArgsType = None) -> None:
         line = out_of_memory_line(error) or duplicate_callback_line(error)
         if os.environ.get("CGAN_LIGHTNING_TRACEBACK") or not (isinstance(error, USER_ERRORS) or line is not None):
             raise
+        if sys.stderr.isatty():  # a progress bar may have left its line open: start the error on a line of its own
+            print(file=sys.stderr)
         print(f"cgan-lightning: error: {line or user_error_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
 
