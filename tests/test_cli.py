@@ -155,6 +155,15 @@ def test_bad_config_gets_the_cli_error(flag: str, expected: str, capsys: pytest.
     assert "Traceback" not in err
 
 
+def test_an_unknown_subcommand_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "cgan-lightning: error: argument subcommand: invalid choice: 'predict' (choose from 'fit', 'validate', 'test', "
+        "'sample', 'export', 'train-classifier') (see cgan-lightning --help)")
+
+
 def test_cli_checkpoint_loads_in_a_fresh_process(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
     main(["fit", "--config", str(EXAMPLES[0].parent / "quick.yaml"), "--trainer.accelerator=cpu",
           "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",

@@ -13,7 +13,7 @@ from typing import NoReturn
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch.cli import LightningArgumentParser
 
-from cgan_lightning.cli.subcommands import LIGHTNING_SUBCOMMANDS
+from cgan_lightning.cli.subcommands import EXTRA_SUBCOMMANDS, LIGHTNING_SUBCOMMANDS
 from cgan_lightning.nn.build import is_out_of_memory
 
 #: Longest message printed; a union type's error lists every alternative at length.
@@ -36,6 +36,9 @@ class OneLineErrorParser(LightningArgumentParser):
         # A subcommand parser's prog is the parent's (multi-line) usage followed by the subcommand's name.
         words = parser.prog.replace(" [options]", "").split()
         prog = f"cgan-lightning {words[-1]}" if len(words) > 1 and words[-1] in LIGHTNING_SUBCOMMANDS else words[0]
+        if "argument subcommand: invalid choice" in message:  # jsonargparse knows Lightning's subcommands only
+            names = ", ".join(f"'{name}'" for name in [*LIGHTNING_SUBCOMMANDS, *EXTRA_SUBCOMMANDS])
+            message = re.sub(r"\(choose from [^)]*\)", f"(choose from {names})", message)
         sys.stderr.write(f"{prog}: error: {one_line(union_reason(message))} (see {prog} --help)\n")
         raise SystemExit(2)
 
