@@ -258,6 +258,16 @@ def test_ckpt_path_last_without_a_fixed_checkpoint_folder_gets_one_line(fake_mni
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["epoch"] == 0
 
 
+def test_resume_past_max_epochs_says_max_epochs_is_the_total(fake_mnist_session_dir: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    main(["fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path / "a"), "--trainer.max_epochs=2"])
+    code, line = _cli_error(capsys, "fit", *tiny_cli_args(fake_mnist_session_dir, tmp_path / "b"),
+                            "--trainer.max_epochs=1", f"--ckpt_path={tmp_path / 'a' / 'ckpt' / 'last.ckpt'}")
+    assert code == 1 and "but you have set Trainer(max_epochs=1)" in line
+    assert line.endswith("--trainer.max_epochs is the total to reach, so give a larger one to train on, or no "
+                         "--ckpt_path to start a new run.")
+
+
 def test_a_callback_given_twice_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     twice = "cgan_lightning.callbacks.InterferenceTest"

@@ -104,9 +104,18 @@ def union_reason(message: str) -> str:
     return f'Parser key "{full_key}": {text.strip()}' if nested else f'Parser key "{key[1]}": {item}'
 
 
+#: Lightning's messages that state a problem without its fix, and the fix.
+_FIXES = {
+    "You restored a checkpoint with current_epoch=": (
+        " The run has trained that many epochs: --trainer.max_epochs is the total to reach, so give a larger one to "
+        "train on, or no --ckpt_path to start a new run."),
+}
+
+
 def user_error_line(error: BaseException) -> str:
     """The one line the CLI prints for a user error: its first line, or, when jsonargparse wrapped the real reason
-    in a "Does not validate against any of the Union subtypes" listing, that reason."""
+    in a "Does not validate against any of the Union subtypes" listing, that reason; a Lightning message that
+    gives no fix gets one."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
@@ -114,7 +123,8 @@ def user_error_line(error: BaseException) -> str:
         reasons = [line[2:] for line in lines if line.startswith("- ") and not line[2:].startswith(_GENERIC)]
         if reasons:
             return reasons[0]
-    return lines[0]
+    fixes = [fix for start, fix in _FIXES.items() if lines[0].startswith(start)]
+    return lines[0] + "".join(fixes)
 
 
 _DUPLICATE_CALLBACK = re.compile(r"Found more than one stateful callback of type `([^`]+)`")
