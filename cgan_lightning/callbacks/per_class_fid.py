@@ -134,8 +134,7 @@ class PerClassFID(ScheduledEvaluation):
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule, split: str) -> None:
         model = check_sampler(pl_module)
         fast = is_fast_dev_run(trainer)
-        self._build_evaluator(model).to(pl_module.device)
-        assert self.evaluator is not None
+        self.evaluator = self._build_evaluator(model).to(pl_module.device)
         if self._real_split != split:
             if self.evaluator.has_real:
                 self.evaluator.reset_real()
