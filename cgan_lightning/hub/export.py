@@ -217,7 +217,7 @@ def _write_export(model: Any, out: Path, *, scores: Mapping[str, float] | None, 
     (out / "training_config.yaml").write_text(training_config)
     card = {"weights": generator.weights_kind, "source": source, "evidence": evidence,
             "interference": "Each row is one latent z rendered with every label (columns): the label should decide "
-                            "the digit and z only its style.\n\n![interference grid](interference.png)",
+                            "the class and z only its style.\n\n![interference grid](interference.png)",
             "training_config": training_config.strip(), "load_name": load_name,
             "library_version": library_version()}
     generator.save_pretrained(out, model_card_kwargs=card)
