@@ -117,7 +117,7 @@ def test_fit_keeps_last_and_best_checkpoints_prints_a_summary_and_test_logs_test
     assert str(version / "config.yaml") in summary and (version / "config.yaml").is_file()
     assert f"interference PNGs: 3 in {version / 'interference'}" in summary
     assert f"traversal PNGs: 3 in {version / 'traversal'}" in summary
-    assert "Per-class FID and generated-digit accuracy (latest evaluation, epoch 2)" in summary
+    assert "Per-class FID and generated-image accuracy (latest evaluation, epoch 2)" in summary
     assert all(f"\n{k:>7} " in summary for k in range(10))
 
     main(["test", *_tiny_args(fake_mnist_session_dir, tmp_path / "test"), "--config", str(config),

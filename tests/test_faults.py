@@ -252,14 +252,16 @@ def _damage(good: Path, out: Path, how: str) -> Path:
         data = bytearray()
     elif how == "bit_flip":  # inside the tensor data: torch.load would accept it silently
         data[len(data) // 2] ^= 0xFF
-    elif how == "not_a_checkpoint":
+    elif how == "not_a_checkpoint":  # binary, but not a zip file
+        data = bytearray(bytes(range(256)) * 4)
+    elif how == "text_file":  # e.g. a metrics.csv or a config given by mistake
         data = bytearray(b"epoch,loss\n0,0.69\n")
     out.write_bytes(bytes(data))
     return out
 
 
 DAMAGE = {"truncated": "truncated", "empty": "empty", "bit_flip": "CRC check failed",
-          "not_a_checkpoint": "not a readable PyTorch checkpoint"}
+          "not_a_checkpoint": "not a readable PyTorch checkpoint", "text_file": "is a text file"}
 
 
 @pytest.mark.parametrize("subcommand", ["fit", "validate"])
