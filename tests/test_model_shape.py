@@ -22,6 +22,7 @@ from cgan_lightning import (
     ConditionalGAN,
     DCGANDiscriminator,
     DCGANGenerator,
+    InterferenceTest,
     MLPDiscriminator,
     MLPGenerator,
     MNISTDataModule,
@@ -164,6 +165,33 @@ def test_trainer_validate_runs_the_callbacks_on_any_sampler(fake_mnist_dir: Path
     assert "test/fid/mean" in tested
     with pytest.raises(TypeError, match="lacks num_classes, latent_dim"):
         SamplerModule(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+class _RedrawingSampler(_OutsideSampler):
+    """The protocol plus what ConditionalGAN and PretrainedGenerator offer beyond it: redraws and class names."""
+
+    class_names = [f"class_{k}" for k in range(10)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redraws: list[bool] = []
+
+    def sample(self, labels: torch.Tensor, z: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               redraw: bool = True) -> torch.Tensor:
+        self.redraws.append(redraw)
+        return super().sample(labels, z=z, generator=generator)
+
+
+def test_sampler_module_passes_redraw_and_class_names_on(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sampler = _RedrawingSampler()
+    module = SamplerModule(sampler)
+    assert module.class_names == sampler.class_names  # the callbacks' tables, captions and class checks read them
+    trainer = _trainer(tmp_path, callbacks=[InterferenceTest(n_styles=2)])
+    trainer.validate(module, datamodule=MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=50))
+    # The interference grid renders each image from its own z: no redraws, as evaluate_generator asks.
+    assert sampler.redraws == [False]
+    SamplerModule(_OutsideSampler()).sample([1, 2], z=torch.zeros(2, 4), redraw=False)  # a sampler without redraw
 
 
 def test_test_step_logs_under_test(fake_mnist_dir: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,9 @@ class SamplerModule(LightningModule):
 
     Args:
         sampler: an object with ``num_classes: int``, ``latent_dim: int`` and
-            ``sample(labels, z=None, generator=None)`` returning images ``[B, C, H, W]`` in ``[-1, 1]``.
+            ``sample(labels, z=None, generator=None)`` returning images ``[B, C, H, W]`` in ``[-1, 1]``. Its
+            ``image_shape`` and ``class_names``, where it has them, are copied (the callbacks check the classifier
+            against them and name the classes); a ``redraw`` keyword of its ``sample`` is passed on.
 
     Raises:
         TypeError: ``sampler`` lacks part of the protocol (the message names what).
@@ -42,12 +45,21 @@ class SamplerModule(LightningModule):
         image_shape = getattr(sampler, "image_shape", None)
         if image_shape is not None:
             self.image_shape = tuple(image_shape)
+        # The callbacks read these from the module: the table's and grids' names, the class checks.
+        class_names = getattr(sampler, "class_names", None)
+        if class_names is not None:
+            self.class_names = [str(name) for name in class_names]
+        self._takes_redraw = "redraw" in inspect.signature(sampler.sample).parameters
 
     @torch.no_grad()
     def sample(
-        self, labels: Tensor | Sequence[int] | int, z: Tensor | None = None, generator: torch.Generator | None = None
+        self, labels: Tensor | Sequence[int] | int, z: Tensor | None = None, generator: torch.Generator | None = None,
+        redraw: bool = True,
     ) -> Tensor:
-        """The wrapped sampler's ``sample(labels, z, generator)``."""
+        """The wrapped sampler's ``sample(labels, z, generator)``, with ``redraw`` when its ``sample`` takes it (the
+        interference test and the traversal pass ``redraw=False``: each image from its own ``z``)."""
+        if self._takes_redraw:
+            return self.sampler.sample(labels, z=z, generator=generator, redraw=redraw)  # type: ignore[call-arg]
         return self.sampler.sample(labels, z=z, generator=generator)
 
     @override
