@@ -173,6 +173,27 @@ def reference_adam(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
+def check_real_batch(batch: object, num_classes: int, image_shape: Sequence[int]) -> None:
+    """Refuse a training batch that is not ``(images, labels)`` as the networks need them, before any update.
+
+    Raises:
+        ValueError: not a pair; images not float ``[B, C, H, W]`` of ``image_shape`` in ``[-1, 1]``; labels not
+            integers in ``[0, num_classes)``, one per image. The message says what the loaders must yield.
+    """
+    need = (f"a data module's training loader must yield (images: float [B, {', '.join(map(str, image_shape))}] "
+            f"in [-1, 1], labels: int64 [B] in [0, {num_classes}))")
+    if not isinstance(batch, tuple | list) or len(batch) != 2:
+        raise ValueError(f"the first training batch is a {type(batch).__name__}, not (images, labels): {need}")
+    images, labels = batch
+    try:
+        check_samples(images, None, tuple(image_shape), what="the first training batch's images")
+        checked = as_label_tensor(labels, num_classes)
+    except ValueError as err:
+        raise ValueError(f"{err}; {need}") from None
+    if len(checked) != len(images):
+        raise ValueError(f"the first training batch holds {len(images)} images but {len(checked)} labels; {need}")
+
+
 class ConditionalGAN(LightningModule):
     """A class-conditional GAN: G(z, y) draws an image of class y; D(x, y) judges the (image, label) pair.
 
@@ -428,6 +449,7 @@ class ConditionalGAN(LightningModule):
         #: tuning the threshold reads the share; reset it by assigning zeros). With the tilt, each of an image's
         #: candidates is a draw; the tilt's own calibration draws are not counted.
         self.sample_redraws = {"drawn": 0, "redrawn": 0}
+        self._first_batch_checked = False  # training_step checks the first real batch of each fit
         if joint_d_forward:
             check_joint_d_forward(self.discriminator)
         self.joint_d_forward = joint_d_forward
@@ -656,6 +678,7 @@ class ConditionalGAN(LightningModule):
 
     @override
     def on_fit_start(self) -> None:
+        self._first_batch_checked = False
         # After any checkpoint was loaded: continue its stream, else seed from torch.initial_seed() + rank.
         self.training_rng.start(self.device, self.global_rank, self.trainer.world_size)
         # Once per run: a resumed run keeps the checkpoint's statistics.
@@ -794,6 +817,9 @@ class ConditionalGAN(LightningModule):
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        if not self._first_batch_checked:  # once a fit: a data module of one's own may yield anything
+            check_real_batch(batch, self.num_classes, self.image_shape)
+            self._first_batch_checked = True
         if self.step_order == "g_first":
             self._g_first_step(batch, batch_idx)
         else:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import make_fake_mnist
 from fault_helpers import tiny_cli_args
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from cgan_lightning import ConditionalGAN, DataNotFoundError, MLPDiscriminator, MLPGenerator, MNISTDataModule
@@ -213,6 +213,37 @@ def test_checkpoint_whose_labels_name_other_classes_is_refused(saved: list[str] 
     with pytest.raises(CheckpointError, match=r"its labels name other classes than this model's") as err:
         check_checkpoint_matches(checkpoint, model.state_dict(), model.hparams, path="named.ckpt")
     assert f"class_names: {saved} in the checkpoint, {loading} in this model" in str(err.value)
+
+
+_GOOD_IMAGES = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "expected"),
+    [(_GOOD_IMAGES, torch.arange(3, 11), r"label 10 is out of range: labels must lie in \[0, 9\]"),
+     (_GOOD_IMAGES, torch.arange(8).float(), "labels must be an integer tensor"),
+     (_GOOD_IMAGES * 127.5 + 127.5, torch.arange(8), "look like 0..255 pixel values"),
+     ((_GOOD_IMAGES * 127.5 + 127.5).to(torch.uint8), torch.arange(8), "images are uint8"),
+     (_GOOD_IMAGES[:, :, :14], torch.arange(8), r"shape")],
+    ids=["labels_out_of_range", "float_labels", "pixel_values", "uint8", "image_size"],
+)
+def test_a_data_module_yielding_unusable_batches_is_refused_before_any_update(
+        images: torch.Tensor, labels: torch.Tensor, expected: str, tmp_path: Path) -> None:
+    class OwnData(LightningDataModule):  # what docs/own_data.md invites: any data module with these attributes
+        num_classes, image_shape = 10, (1, 28, 28)
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(images, labels), batch_size=8)
+
+    model = ConditionalGAN(**TINY)  # type: ignore[arg-type]
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(default_root_dir=tmp_path, max_steps=2, accelerator="cpu", logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                      limit_val_batches=0)
+    with pytest.raises(ValueError, match=expected) as err:
+        trainer.fit(model, OwnData())
+    assert "a data module's training loader must yield (images: float [B, 1, 28, 28] in [-1, 1]" in str(err.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # no update was made
 
 
 def test_load_from_checkpoint_with_conflicting_override_names_file(tiny_ckpt: Path) -> None:
