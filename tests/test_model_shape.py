@@ -103,6 +103,16 @@ def test_class_configs_round_trip_and_refuse_what_they_cannot_rebuild() -> None:
         from_class_config({"class_path": "not_imported_anywhere.Generator"}, "generator")
     with pytest.raises(ValueError, match="'class_path'"):
         from_class_config({"init_args": {}}, "generator")
+    # A class of the script that ran cannot be imported by the process that loads: the message says where to put it.
+    script_class = type("ScriptGenerator", (MLPGenerator,), {"__module__": "__main__"})
+    recorded = to_class_config(partial(script_class, hidden_dims=(16,)))
+    assert isinstance(recorded, str) and recorded.startswith("<not recordable")
+    with pytest.raises(ValueError, match=r"defined in the script that ran \(__main__\), which another process cannot "
+                                         r"import: define it in a module of its own"):
+        from_class_config(recorded, "generator")
+    with pytest.raises(ValueError) as lambda_err:  # other placeholders do not blame __main__
+        from_class_config(to_class_config(partial(MLPGenerator, 8)), "generator")
+    assert "__main__" not in str(lambda_err.value)
 
 
 # ------------------------------------------------------------------------------------ network typing

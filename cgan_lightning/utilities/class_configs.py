@@ -112,9 +112,12 @@ def from_class_config(value: FactoryOrConfig, name: str) -> Callable[..., Any] |
     if value is None or callable(value):
         return value
     if isinstance(value, str):
+        where = (" Its class was defined in the script that ran (__main__), which another process cannot import: "
+                 "define it in a module of its own and import it from there." if "__main__." in value else "")
         raise ValueError(f"{name} was recorded as {value}, which cannot be rebuilt: pass {name}=... again "
                          f"(e.g. ConditionalGAN.load_from_checkpoint(path, {name}=...)), or build it from a class "
-                         "with keyword arguments (functools.partial(cls, **kwargs)) so that it is recorded")
+                         "of an importable module with keyword arguments (functools.partial(cls, **kwargs)) so that "
+                         f"it is recorded.{where}")
     if not isinstance(value, Mapping) or not isinstance(value.get("class_path"), str):
         raise ValueError(f"{name} must be a callable or a dict with 'class_path' (and optional 'init_args'), "
                          f"got {value!r}")
