@@ -205,10 +205,14 @@ def test_export_refuses_a_folder_holding_someone_elses_readme(tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
     assert (tmp_path / "README.md").read_text() == "# my project\n"
 
-def test_missing_directory_and_missing_files_name_the_file(exported: tuple[ConditionalGAN, Path],
-                                                           tmp_path: Path) -> None:
+
+def test_missing_directory_and_missing_files_name_the_file(exported: tuple[ConditionalGAN, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError, match="no such directory"):
         PretrainedGenerator.from_pretrained(tmp_path / "absent")
+    monkeypatch.chdir(tmp_path)  # a relative folder with the slash a shell completes: a folder, not a repo id
+    with pytest.raises(FileNotFoundError, match="exported_typo: no such directory"):
+        PretrainedGenerator.from_pretrained("exported_typo/")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"empty/config\.json is missing"):
         PretrainedGenerator.from_pretrained(tmp_path / "empty")

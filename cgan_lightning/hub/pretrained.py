@@ -114,8 +114,10 @@ def check_export_dir(path: Path) -> None:
 
 
 def _looks_like_local_path(source: str) -> bool:
-    # A Hub repo id is "name" or "owner/name"; anything else (./x, /x, a/b/c, ~) can only be a folder.
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep != "/" and os.sep in source
+    # A Hub repo id is "name" or "owner/name"; anything else (./x, /x, a/b/c, ~, x/, a trailing slash as shells
+    # complete folders) can only be a folder.
+    return (source.startswith((".", "/", "~")) or source.endswith("/") or source.count("/") > 1
+            or os.sep != "/" and os.sep in source)
 
 
 class PretrainedGenerator(
