@@ -773,11 +773,14 @@ class ConditionalGAN(LightningModule):
         with_aux = getattr(self.discriminator, "logits_and_aux_loss", None)
         return with_aux(images, labels) if with_aux is not None else (self.discriminator(images, labels), None)
 
-    def _ensure_finite(self, loss: Tensor, network: str, batch_idx: int) -> None:
+    def _ensure_finite(self, loss: Tensor, network: str, batch_idx: int, fake: Tensor | None = None) -> None:
         if self.check_finite and not bool(torch.isfinite(loss)):
+            # Whose numbers went bad: G's images feed both losses, so a NaN there is G's, whichever loss shows it.
+            cause = ("; the generator's images hold NaN or inf values, so G diverged"
+                     if fake is not None and not bool(torch.isfinite(fake.detach()).all()) else "")
             raise NonFiniteLossError(
                 f"{network} loss is {loss.item()} at batch {batch_idx} of epoch {self.current_epoch} "
-                f"(global step {self.global_step}); training stopped before this update was applied. "
+                f"(global step {self.global_step}){cause}; training stopped before this update was applied. "
                 "Lower the learning rate or change the loss; earlier checkpoints are untouched."
             )
 
@@ -857,8 +860,8 @@ class ConditionalGAN(LightningModule):
             g_loss = g_loss + g_aux
         d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake.detach(), real_labels,
                               self._real_weights(real, real_labels))
-        self._ensure_finite(g_loss, "generator", batch_idx)
-        self._ensure_finite(d_loss, "discriminator", batch_idx)
+        self._ensure_finite(g_loss, "generator", batch_idx, fake)
+        self._ensure_finite(d_loss, "discriminator", batch_idx, fake)
         opt_g.zero_grad(set_to_none=True)
         opt_d.zero_grad(set_to_none=True)
         backward_g_and_d(d_loss, g_loss, fake_logits, list(self.generator.parameters()),
@@ -894,7 +897,7 @@ class ConditionalGAN(LightningModule):
                     fake_logits, _ = self._discriminate(d_fake, d_fake_labels)
                 d_loss = self._d_loss(real_logits, fake_logits, real_aux, d_real, d_fake, real_labels,
                                       real_weights)
-                self._ensure_finite(d_loss, "discriminator", batch_idx)
+                self._ensure_finite(d_loss, "discriminator", batch_idx, d_fake_images)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
                 opt_d.step()
@@ -909,7 +912,7 @@ class ConditionalGAN(LightningModule):
                 g_loss = self._g_moments_added(g_loss, fake_labels)
                 if g_aux is not None:
                     g_loss = g_loss + g_aux
-                self._ensure_finite(g_loss, "generator", batch_idx)
+                self._ensure_finite(g_loss, "generator", batch_idx, fake)
                 opt_g.zero_grad(set_to_none=True)
                 self.manual_backward(g_loss)
                 opt_g.step()

@@ -140,11 +140,32 @@ def test_nonfinite_loss_stops_before_the_update(fake_mnist_dir: Path, tmp_path: 
 
     model.discriminator = Poisoned(model.discriminator)
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
-    with pytest.raises(NonFiniteLossError, match=r"discriminator loss is nan at batch 2 "):
+    with pytest.raises(NonFiniteLossError, match=r"discriminator loss is nan at batch 2 ") as err:
         trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
+    assert "generator's images" not in str(err.value)  # D's own output went bad: G is not blamed
     # Batches 0 and 1 made 4 steps; batch 2's D loss was caught before its step.
     assert trainer.global_step == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nonfinite_loss_from_the_generators_images_names_the_generator(fake_mnist_dir: Path, tmp_path: Path) -> None:
+    model = tiny_gan()
+
+    class Diverging(torch.nn.Module):  # G's images turn NaN from its third call on
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            out = self.inner(z, labels)
+            return out * float("nan") if self.calls > 2 else out
+
+    model.generator = Diverging(model.generator)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at batch 2 .*; the generator's images hold NaN or inf "
+                                                 r"values, so G diverged; training stopped"):
+        trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
 
 
 def test_checkpoint_round_trip_gives_same_samples(fake_mnist_dir: Path, tmp_path: Path) -> None:
