@@ -149,6 +149,37 @@ def test_second_ctrl_c_aborts_without_saving_and_handlers_are_restored(fake_mnis
     assert signal.getsignal(signal.SIGINT) is previous
 
 
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    return [int(child) for child in found]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_ddp_rank_stops_every_rank_after_the_same_batch(fake_mnist_session_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    # Lightning's own handler broadcasts from inside the signal handler: a SIGTERM to rank 1 alone (or landing while
+    # a rank waits in a gradient all-reduce) paired that broadcast with another collective, and both ranks hung.
+    heartbeat = tmp_path / "heartbeat.txt"  # both ranks append a line per batch
+    config = callbacks_config(tmp_path / "beat.yaml", _heartbeat(heartbeat))
+    proc = _start_cli(["fit", "--config", str(config), *tiny_cli_args(fake_mnist_session_dir, tmp_path),
+                       "--trainer.max_epochs=50", "--trainer.strategy=ddp", "--trainer.devices=2"], cwd=tmp_path)
+    _wait_for_batches(proc, heartbeat, 10)
+    rank_one = _children(proc.pid)
+    assert len(rank_one) == 1, rank_one  # the CLI process is rank 0; Lightning started rank 1 as its child
+    os.kill(rank_one[0], signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        for pid in [*_children(proc.pid), proc.pid]:
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail("the ranks did not stop within 120 s of a SIGTERM to rank 1")
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Interrupted by SIGTERM" in err
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    beats = read_heartbeat(heartbeat)
+    assert len(beats) % 2 == 0 and beats[-2:] == [saved["global_step"]] * 2  # both ranks ended on the saved batch
+
+
 @pytest.mark.slow
 def test_sigterm_saves_last_ckpt_and_fit_continues(fake_mnist_session_dir: Path, tmp_path: Path) -> None:
     heartbeat = tmp_path / "heartbeat.txt"

@@ -4,6 +4,7 @@ against the installed Lightning: these fail when a release renames or changes wh
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from cgan_lightning.utilities.lightning_internals import (
     ddp_wrapper_kwargs,
     fast_dev_run,
     log_every_n_steps,
+    mark_sigterm_received,
+    sigterm_handlers_without_lightnings_broadcast,
     trainer_callbacks,
     wandb_run_started,
 )
@@ -98,3 +101,27 @@ def test_the_package_reads_no_private_lightning_attribute_elsewhere() -> None:
                           text=True).stdout.splitlines()
     outside = [h for h in hits if "utilities/lightning_internals.py" not in h]
     assert not outside, "\n".join(outside)
+
+
+def test_mark_sigterm_received_is_what_the_fit_loop_reads() -> None:
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert not trainer.received_sigterm
+    mark_sigterm_received(trainer)
+    assert trainer.received_sigterm
+
+
+def test_sigterm_handlers_swap_lightnings_broadcasting_notifier_and_keep_the_others() -> None:
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append("user"))
+    try:
+        trainer._signal_connector.register_signal_handlers()  # as Trainer.fit does: its notifier, then the user's
+        installed = signal.getsignal(signal.SIGTERM)
+        assert trainer._signal_connector._sigterm_notifier_fn in installed.signal_handlers  # type: ignore[union-attr]
+        swapped = sigterm_handlers_without_lightnings_broadcast(trainer, lambda signum, frame: calls.append("ours"))
+        assert trainer._signal_connector._sigterm_notifier_fn not in swapped.signal_handlers
+        swapped(signal.SIGTERM, None)
+        assert calls == ["ours", "user"] and not trainer.received_sigterm  # the notifier did not run
+    finally:
+        trainer._signal_connector.teardown()
+        signal.signal(signal.SIGTERM, previous)

@@ -14,8 +14,11 @@ parameters that backward trained, in one all-reduce. It is registered as ``gan_d
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterable
 from datetime import timedelta
+from types import FrameType
 from typing import Any, Literal, cast
 
 import torch
@@ -28,7 +31,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
-from cgan_lightning.utilities.lightning_internals import ddp_wrapper_kwargs
+from cgan_lightning.utilities.lightning_internals import (
+    ddp_wrapper_kwargs,
+    mark_sigterm_received,
+    sigterm_handlers_without_lightnings_broadcast,
+)
 
 StartMethod = Literal["popen", "spawn", "fork", "forkserver"]
 
@@ -156,6 +163,8 @@ class GANDDPStrategy(DDPStrategy):
         )
         #: The ``inputs=`` of the backward in progress (``None``: not restricted).
         self._backward_inputs: Tensor | Iterable[Tensor] | None = None
+        #: A SIGTERM reached this rank; the ranks agree on it at the end of each training step.
+        self._sigterm_requested = False
 
     def _is_multiprocess(self) -> bool:
         return dist.is_available() and dist.is_initialized() and self.world_size > 1
@@ -198,7 +207,35 @@ class GANDDPStrategy(DDPStrategy):
             buffers = list(self.lightning_module.buffers())
             if buffers:
                 broadcast_from_rank_zero(buffers)
+            self._agree_on_sigterm()
         return output
+
+    @override
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self._is_multiprocess() and threading.current_thread() is threading.main_thread():
+            # Lightning's SIGTERM handler calls dist.broadcast wherever the signal lands, e.g. while this rank
+            # waits in a gradient all_reduce and the other in the handler's broadcast: both then wait forever.
+            # This one only records the signal (and forwards it to the local ranks, as Lightning's does); the
+            # ranks agree on it at the end of each training step, and all stop after the same batch.
+            assert self.lightning_module is not None
+            self._sigterm_requested = False
+            signal.signal(signal.SIGTERM, sigterm_handlers_without_lightnings_broadcast(
+                self.lightning_module.trainer, self._on_sigterm))
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        if not self._sigterm_requested and self.launcher is not None:
+            self.launcher.kill(signum)
+        self._sigterm_requested = True
+
+    def _agree_on_sigterm(self) -> None:
+        """One all-reduce: if any rank got a SIGTERM, every rank marks it, so the fit loop stops them together."""
+        flag = torch.tensor([1.0 if self._sigterm_requested else 0.0], device=self.root_device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            assert self.lightning_module is not None
+            self._sigterm_requested = True
+            mark_sigterm_received(self.lightning_module.trainer)
 
     @classmethod
     @override

@@ -6,11 +6,14 @@ Each function wraps one access, documents why it is needed, and has a test in
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.trainer.connectors.signal_connector import _HandlersCompose
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:
@@ -79,12 +82,36 @@ def log_every_n_steps(trainer: Trainer) -> int:
     return value
 
 
+def mark_sigterm_received(trainer: Trainer) -> None:
+    """Set the flag Lightning's SIGTERM handler sets: the fit loop raises ``SIGTERMException`` after this batch.
+
+    ``Trainer.received_sigterm`` is a read-only property over the signal connector's attribute.
+    """
+    trainer._signal_connector.received_sigterm = True
+
+
+def sigterm_handlers_without_lightnings_broadcast(trainer: Trainer, replacement: Callable[..., None]) -> Any:
+    """The SIGTERM handler Lightning installed for ``fit``, with its notifier (which calls ``dist.broadcast`` from
+    inside the handler) swapped for ``replacement``; the handlers it composed with it (a user's, SLURM's) stay.
+
+    Lightning wraps its handlers in a ``_HandlersCompose`` whose ``signal_handlers`` lists them; anything else
+    installed is kept after ``replacement``.
+    """
+    installed = signal.getsignal(signal.SIGTERM)
+    notifier = trainer._signal_connector._sigterm_notifier_fn
+    handlers = list(getattr(installed, "signal_handlers", [installed]))
+    kept = [h for h in handlers if h != notifier and callable(h)]
+    return _HandlersCompose([replacement, *kept])
+
+
 __all__ = [
     "attached_trainer",
     "callback_state_key",
     "ddp_wrapper_kwargs",
     "fast_dev_run",
     "log_every_n_steps",
+    "mark_sigterm_received",
+    "sigterm_handlers_without_lightnings_broadcast",
     "trainer_callbacks",
     "wandb_run_started",
 ]
