@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +51,11 @@ def wandb_runs(tmp_path_factory: pytest.TempPathFactory, fake_mnist_session_dir:
         for key, value in env.items():
             mp.setenv(key, value)
         mp.delenv("WANDB_API_KEY", raising=False)
-        for _ in range(2):
-            main(["fit", "--config", str(config_path), "--data.data_dir", str(fake_mnist_session_dir),
-                  "--data.download", "false"])
+        for run in range(2):
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                main(["fit", "--config", str(config_path), "--data.data_dir", str(fake_mnist_session_dir),
+                      "--data.download", "false"])
+            (root / f"stdout_{run}.txt").write_text(out.getvalue())  # the run summary, for the tests to read
     run_dirs = sorted((root / "runs" / "wandb").glob("offline-run-*"))
     return [read_offline_run(d) for d in run_dirs]
 
@@ -64,6 +68,14 @@ def test_two_runs_into_one_save_dir_both_complete(wandb_runs: list[OfflineRun]) 
     for run in wandb_runs:
         assert (run.path / "files" / "config.yaml").is_file()  # each W&B run keeps its own
         assert (save_dir / "test" / run.run_id / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_each_run_summary_names_its_own_config(wandb_runs: list[OfflineRun]) -> None:
+    # The log dir's config.yaml is the second run's by now: each summary names the copy in its W&B run's files.
+    for number, run in enumerate(wandb_runs):
+        stdout = (run.path.parents[2] / f"stdout_{number}.txt").read_text()
+        own = run.path / "files" / "config.yaml"
+        assert f"  config:        {own}  (reuse: --config {own})" in stdout, stdout
 
 
 def test_resolved_config_reaches_wandb_with_linked_values(wandb_runs: list[OfflineRun]) -> None:

@@ -40,11 +40,9 @@ class RunSummary(Callback):
         directory = run_dir(trainer) if directory is None else directory
         lines = ["", "Run summary", f"  run directory: {directory}"]
         lines += _checkpoint_lines(trainer)
-        for callback in trainer_callbacks(trainer):
-            if isinstance(callback, SaveConfigCallback) and trainer.log_dir is not None:
-                config = Path(trainer.log_dir) / callback.config_filename
-                if config.is_file():
-                    lines.append(f"  config:        {config}  (reuse: --config {config})")
+        config = saved_config_path(trainer)
+        if config is not None:
+            lines.append(f"  config:        {config}  (reuse: --config {config})")
         for callback in trainer_callbacks(trainer):
             if isinstance(callback, FixedLatentCallback) and callback.last_png is not None:
                 folder = callback.last_png.parent
@@ -99,4 +97,20 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-__all__ = ["RunSummary"]
+def saved_config_path(trainer: Trainer) -> Path | None:
+    """The ``config.yaml`` the CLI saved for this run (the whole resolved config), or ``None`` outside the CLI.
+
+    A per-run copy wins (``WandbSaveConfigCallback.run_config_path``, in the W&B run's files): the log dir's
+    ``config.yaml`` is rewritten by every run into the same W&B ``save_dir``.
+    """
+    for callback in trainer_callbacks(trainer):
+        if isinstance(callback, SaveConfigCallback):
+            own = getattr(callback, "run_config_path", None)
+            shared = Path(trainer.log_dir) / callback.config_filename if trainer.log_dir is not None else None
+            for path in (own, shared):
+                if path is not None and Path(path).is_file():
+                    return Path(path)
+    return None
+
+
+__all__ = ["RunSummary", "saved_config_path"]

@@ -23,13 +23,13 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from cgan_lightning.utilities.lightning_internals import fast_dev_run, trainer_callbacks
+from cgan_lightning.callbacks.run_summary import saved_config_path
+from cgan_lightning.utilities.lightning_internals import fast_dev_run
 
 
 class InterruptRequested(KeyboardInterrupt):
@@ -133,21 +133,11 @@ class SaveOnInterrupt(Callback):
         callback.last_model_path = str(path)
         trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: optimizers, loops, callbacks
         cause = "SIGTERM" if sigterm else "Ctrl-C"
-        config = resume_config(trainer)
+        config = saved_config_path(trainer)
         rank_zero_info(
             f"Interrupted by {cause} at epoch {trainer.current_epoch}, global step {trainer.global_step}: saved "
             f"{path}. Continue with: cgan-lightning fit --config {config or '<the same config>'} --ckpt_path {path}"
         )
 
 
-def resume_config(trainer: pl.Trainer) -> Path | None:
-    """The ``config.yaml`` the CLI saved for this run (the whole resolved config), or ``None`` outside the CLI."""
-    for callback in trainer_callbacks(trainer):
-        if isinstance(callback, SaveConfigCallback) and trainer.log_dir is not None:
-            config = Path(trainer.log_dir) / callback.config_filename
-            if config.is_file():
-                return config
-    return None
-
-
-__all__ = ["InterruptRequested", "SaveOnInterrupt", "interrupt_checkpoint_path", "resume_config"]
+__all__ = ["InterruptRequested", "SaveOnInterrupt", "interrupt_checkpoint_path"]

@@ -59,6 +59,8 @@ class WandbSaveConfigCallback(SaveConfigCallback):
 
     #: Where the resolved config goes when ``config.yaml`` in the log dir is the ``--config`` file being read.
     RESOLVED_CONFIG_FILENAME = "config.resolved.yaml"
+    #: This run's own ``config.yaml`` in its W&B files folder, once saved (``None`` before, or without W&B).
+    run_config_path: Path | None = None
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -83,6 +85,8 @@ class WandbSaveConfigCallback(SaveConfigCallback):
             logger.log_hyperparams(config)
             run_dir = Path(logger.experiment.dir)
             self.parser.save(self.config, str(run_dir / self.config_filename), skip_none=False, overwrite=True)
+            # The run's own copy: the log dir's config.yaml is rewritten by the next run into the same save_dir.
+            self.run_config_path = self.run_config_path or run_dir / self.config_filename
 
     def resolved_config(self, pl_module: LightningModule) -> dict[str, Any]:
         """The parsed config as plain YAML types, with the linked model arguments filled in."""
