@@ -66,6 +66,14 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
     torch.save({"something": 1}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a classifier file"):
         load_classifier(tmp_path / "bad.pt")
+    # Random bytes: named as not a classifier file, not torch's advice to load with weights_only=False.
+    (tmp_path / "garbage.pt").write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(ValueError, match=r"garbage.pt is not a readable classifier file") as garbage:
+        load_classifier(tmp_path / "garbage.pt")
+    assert "weights_only" not in str(garbage.value)
+    torch.save({"state_dict": {}, "epoch": 3, "hyper_parameters": {}}, tmp_path / "last.ckpt")  # a GAN's checkpoint
+    with pytest.raises(ValueError, match=r"last.ckpt is a model checkpoint \(a GAN's last.ckpt\?\), not a classifier"):
+        load_classifier(tmp_path / "last.ckpt")
 
 
 def test_random_affine_without_jitter_is_the_identity_and_keeps_the_background() -> None:

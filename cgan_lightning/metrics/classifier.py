@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -183,7 +184,15 @@ def load_classifier(path: str | Path) -> ImageClassifier:
         raise FileNotFoundError(f"classifier weights not found at {path}; train them with "
                                 "`cgan-lightning train-classifier --data ... --out <path>` (the shipped MNIST one: "
                                 "`python -m cgan_lightning.metrics.classifier_training`)")
-    return _build(torch.load(path, map_location="cpu", weights_only=True), str(path))
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as bad:  # not a torch.save file, or damaged
+        raise ValueError(f"{path} is not a readable classifier file (damaged, or not written by torch.save): give "
+                         "the file `cgan-lightning train-classifier --out` wrote") from bad
+    if isinstance(payload, dict) and "state_dict" in payload and "config" not in payload:
+        raise ValueError(f"{path} is a model checkpoint (a GAN's last.ckpt?), not a classifier file: give the file "
+                         "`cgan-lightning train-classifier --out` wrote")
+    return _build(payload, str(path))
 
 
 def load_packaged_classifier(package: str, file: str, name: str,
