@@ -16,6 +16,11 @@ LIGHTNING_TIP_PREFIX = "💡 Tip: For seamless cloud"
 #: torch 2.10+ deprecates ``LeafSpec``; Lightning 2.6's ``utilities/_pytree.py`` still builds one per batch.
 LEAFSPEC_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
+#: Lightning's advice to ``sync_dist`` every metric logged under DDP, for the evaluation callbacks' metrics: each
+#: is computed over every rank's samples and is the same on every rank, so syncing would only add collectives.
+EVALUATION_SYNC_DIST_ADVICE = (r"It is recommended to use `self\.log\('((val|test)/)?(fid|acc|kid|cas|cas_real|"
+                               r"precision|recall|density|coverage|memorization|interference|traversal)/")
+
 #: The loggers Lightning's ``rank_zero_info`` writes through.
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
@@ -31,8 +36,10 @@ _TIP_FILTER = _DropLightningTips()
 
 
 def silence_known_noise() -> None:
-    """Hide Lightning's litlogger / litmodels tips and torch's ``LeafSpec`` deprecation warning (idempotent)."""
+    """Hide Lightning's litlogger / litmodels tips, its ``sync_dist`` advice for the evaluation callbacks' metrics
+    and torch's ``LeafSpec`` deprecation warning (idempotent)."""
     warnings.filterwarnings("ignore", message=LEAFSPEC_DEPRECATION, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=EVALUATION_SYNC_DIST_ADVICE)
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if _TIP_FILTER not in logger.filters:
