@@ -124,21 +124,22 @@ def test_each_batch_steps_d_then_g(fake_mnist_dir: Path, tmp_path: Path, d_steps
     assert 0 < trainer.callback_metrics["train/d_real_epoch"] < 1
 
 
+class _NaNAfter(torch.nn.Module):
+    """A network whose outputs turn NaN after its first ``after`` calls."""
+
+    def __init__(self, inner: torch.nn.Module, after: int) -> None:
+        super().__init__()
+        self.inner, self.after, self.calls = inner, after, 0
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out = self.inner(*inputs)
+        return out * float("nan") if self.calls > self.after else out
+
+
 def test_nonfinite_loss_stops_before_the_update(fake_mnist_dir: Path, tmp_path: Path) -> None:
     model = tiny_gan()
-
-    class Poisoned(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-            self.calls = 0
-
-        def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            self.calls += 1
-            out = self.inner(images, labels)
-            return out * float("nan") if self.calls > 6 else out
-
-    model.discriminator = Poisoned(model.discriminator)
+    model.discriminator = _NaNAfter(model.discriminator, after=6)
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"discriminator loss is nan at batch 2 ") as err:
         trainer.fit(model, MNISTDataModule(str(fake_mnist_dir), download=False, batch_size=16))
@@ -150,18 +151,7 @@ def test_nonfinite_loss_stops_before_the_update(fake_mnist_dir: Path, tmp_path: 
 
 def test_nonfinite_loss_from_the_generators_images_names_the_generator(fake_mnist_dir: Path, tmp_path: Path) -> None:
     model = tiny_gan()
-
-    class Diverging(torch.nn.Module):  # G's images turn NaN from its third call on
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner, self.calls = inner, 0
-
-        def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            self.calls += 1
-            out = self.inner(z, labels)
-            return out * float("nan") if self.calls > 2 else out
-
-    model.generator = Diverging(model.generator)
+    model.generator = _NaNAfter(model.generator, after=2)  # G's images turn NaN from its third call on
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at batch 2 .*; the generator's images hold NaN or inf "
                                                  r"values, so G diverged; training stopped"):
