@@ -19,6 +19,7 @@ from cgan_lightning.utilities.lightning_internals import (
     ddp_wrapper_kwargs,
     fast_dev_run,
     log_every_n_steps,
+    logging_step,
     mark_sigterm_received,
     sigterm_handlers_without_lightnings_broadcast,
     trainer_callbacks,
@@ -125,3 +126,10 @@ def test_sigterm_handlers_swap_lightnings_broadcasting_notifier_and_keep_the_oth
     finally:
         trainer._signal_connector.teardown()
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_logging_step_is_the_step_lightning_gives_loggers() -> None:
+    trainer = Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert logging_step(trainer) == 0
+    trainer.fit_loop.epoch_loop._batches_that_stepped = 12  # what _LoggerConnector.log_metrics passes as step
+    assert logging_step(trainer) == 12

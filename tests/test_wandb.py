@@ -116,6 +116,8 @@ def test_interference_and_traversal_images_each_validation(wandb_runs: list[Offl
         assert run.values(f"{key}/_type") == ["images/separated"] * 2, key
         steps = [row["trainer/global_step"] for row in run.history if f"{key}/_type" in row]
         assert len(set(steps)) == 2  # one image per validation, at different steps
+        # At the step the same validation's scalars were logged (batches trained, not optimizer steps).
+        assert steps == [row["trainer/global_step"] for row in run.history if "val/fid/mean" in row]
     images = list((run.path / "files" / "media" / "images").rglob("*.png"))
     assert len(images) == 4
 

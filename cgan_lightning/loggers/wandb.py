@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from cgan_lightning.metrics.report import class_label
-from cgan_lightning.utilities.lightning_internals import wandb_run_started
+from cgan_lightning.utilities.lightning_internals import logging_step, wandb_run_started
 from cgan_lightning.utilities.output_paths import same_file
 
 #: Model arguments the CLI links from the data module; they are absent from the parsed config, so they are
@@ -173,7 +173,7 @@ class WandbPerClassTable(Callback):
                                               title="Classifier accuracy on generated digits, per class"),
         }
         for logger in loggers:
-            logger.log_metrics(payload, step=trainer.global_step)
+            logger.log_metrics(payload, step=logging_step(trainer))  # beside the scalars logged with self.log
 
 
 __all__ = [

@@ -11,6 +11,8 @@ from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from cgan_lightning.utilities.lightning_internals import logging_step
+
 #: Pixels between cells (and around the grid).
 PADDING = 2
 
@@ -94,5 +96,5 @@ def publish_grid(trainer: Any, name: str, grid: Tensor, epoch: int, caption: str
     if trainer.fast_dev_run or not trainer.is_global_zero:
         return None
     path = save_png(grid, directory / name / f"epoch_{epoch:03d}.png", caption)
-    log_grid(trainer.loggers, f"{name}/grid", grid, trainer.global_step, caption)
+    log_grid(trainer.loggers, f"{name}/grid", grid, logging_step(trainer), caption)
     return path

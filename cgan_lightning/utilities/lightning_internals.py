@@ -82,6 +82,14 @@ def log_every_n_steps(trainer: Trainer) -> int:
     return value
 
 
+def logging_step(trainer: Trainer) -> int:
+    """The step Lightning gives loggers for ``self.log`` values: batches trained (``global_step`` counts optimizer
+    steps, 2 or more a batch here). Images and tables logged at it sit beside the scalars on the loggers' x axis.
+    """
+    step: int = trainer.fit_loop.epoch_loop._batches_that_stepped
+    return step
+
+
 def mark_sigterm_received(trainer: Trainer) -> None:
     """Set the flag Lightning's SIGTERM handler sets: the fit loop raises ``SIGTERMException`` after this batch.
 
@@ -110,6 +118,7 @@ __all__ = [
     "ddp_wrapper_kwargs",
     "fast_dev_run",
     "log_every_n_steps",
+    "logging_step",
     "mark_sigterm_received",
     "sigterm_handlers_without_lightnings_broadcast",
     "trainer_callbacks",
