@@ -162,9 +162,11 @@ def test_wandb_per_class_table_gains_the_evidence_columns() -> None:
     metrics = {f"val/{name}/class_{k}": torch.tensor(0.5) for name in ("fid", "acc", "cas", "coverage", "kid")
                for k in range(3)}
     trainer = SimpleNamespace(loggers=[logger], is_global_zero=True, callback_metrics=metrics, global_step=7,
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=3)),
                               lightning_module=SimpleNamespace(class_names=["zero", "one", "two"]))
     WandbPerClassTable().log_tables(trainer, "val")  # type: ignore[arg-type]
     payload = logger.log_metrics.call_args.args[0]
+    assert logger.log_metrics.call_args.kwargs["step"] == 3  # Lightning's logging step (batches), not global_step
     table = payload["val/per_class/table"]
     assert table.columns == ["class", "fid", "accuracy", "cas", "coverage", "kid"]
     assert [row[0] for row in table.data] == ["zero", "one", "two"] and table.data[0][3:] == [0.5, 0.5, 0.5]
