@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 import yaml
 from lightning.pytorch import Trainer
 from own_data_helpers import DIGIT_NAMES, RGB_CLASSES, write_cifar10, write_cifar100, write_digit_tree, write_rgb_tree
@@ -169,9 +171,17 @@ def test_cifar100_class_names_come_from_its_meta(cifar_files: Path) -> None:
     assert data.split("test")[0].shape == (30, 3, 32, 32)
 
 
-def test_missing_cifar_and_unknown_class_are_clear(tmp_path: Path) -> None:
+def test_missing_cifar_and_unknown_class_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError, match=r"CIFAR10 not found or corrupted in .*download true"):
         TorchvisionDataModule("torchvision.datasets.CIFAR10", root=str(tmp_path)).split("train")
+
+    def offline(self: object) -> None:  # what torchvision's download raises without network
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    with pytest.raises(FileNotFoundError, match=r"CIFAR10 could not be downloaded into .*Name or service not known>"
+                                                r"\); check the network, or put its files there yourself"):
+        TorchvisionDataModule("torchvision.datasets.CIFAR10", root=str(tmp_path), download=True).split("train")
     with pytest.raises(ValueError, match=r"dataset_class 'torchvision.datasets.NoSuch' not found"):
         TorchvisionDataModule("torchvision.datasets.NoSuch", root=str(tmp_path))
 

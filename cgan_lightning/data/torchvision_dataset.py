@@ -152,6 +152,10 @@ class TorchvisionDataModule(InMemoryDataModule):
             hint = "" if self.download else " or set --data.init_args.download true (needs network access)"
             raise DataNotFoundError(f"{self.dataset_cls.__name__} not found or corrupted in "
                                     f"{Path(self.root).resolve()} ({missing}); put its files there{hint}") from missing
+        except OSError as failed:  # download=True without network (URLError is an OSError), or a disk error
+            raise DataNotFoundError(f"{self.dataset_cls.__name__} could not be downloaded into "
+                                    f"{Path(self.root).resolve()} ({failed}); check the network, or put its files "
+                                    "there yourself and set --data.init_args.download false") from failed
 
     def _read(self, train: bool) -> tuple[Tensor, Tensor, list[str]]:
         """The official split as uint8 ``[N, C, H, W]`` (after channels and size), labels and class names."""
