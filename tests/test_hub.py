@@ -364,3 +364,18 @@ def test_push_export_to_hub_uploads_the_folder_as_is(exported: tuple[Conditional
     assert push_export_to_hub(exported[1], "user/gen").endswith("/commit/abc")
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[1][1]["folder_path"] == str(exported[1]) and calls[1][1]["repo_type"] == "model"
+
+
+def test_cli_push_that_fails_offline_says_the_local_export_is_complete(ckpt: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # HF_HUB_OFFLINE=1 (set for every test here): creating the repo fails as it does without network.
+    out = tmp_path / "exported"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(ckpt), "--out", str(out), "--push_to_hub", "user/gen"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"cgan-lightning export: error: exported the generator of {ckpt} to {out}")
+    assert ", but the upload to user/gen failed (" in err[0] and "hf auth login" in err[0]
+    assert PretrainedGenerator.from_pretrained(out).num_classes == 10  # the local export is complete
+

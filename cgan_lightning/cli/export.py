@@ -78,7 +78,13 @@ def run(argv: Sequence[str]) -> str:
         message = f"exported the generator of {args.ckpt_path} to {out}" + (
             " (with its per-class evidence)" if args.data_dir else " (not evaluated: no --data_dir)")
         if args.push_to_hub:
-            url = push_export_to_hub(out, args.push_to_hub, private=args.private or None)
+            try:
+                url = push_export_to_hub(out, args.push_to_hub, private=args.private or None)
+            except Exception as failed:  # network, authentication, Hub errors: the local export is complete anyway
+                reason = str(failed).strip().splitlines()[0] if str(failed).strip() else type(failed).__name__
+                raise ExportError(f"{message}, but the upload to {args.push_to_hub} failed ({type(failed).__name__}: "
+                                  f"{reason}); check the network and the token (`hf auth login` or HF_TOKEN), then "
+                                  "run the same command again") from failed
             message += f"; pushed to {url}"
     except pickle.UnpicklingError:
         raise ExportError(f"{args.ckpt_path} holds Python objects that a safe load refuses; if you trust the "
