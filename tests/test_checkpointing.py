@@ -91,3 +91,18 @@ def test_cli_writes_last_ckpt_atomically_after_every_epoch(
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 2 * 2 * 4  # 2 epochs x 4 batches x (D step + G step)
     assert len(last["optimizer_states"]) == 2
+
+
+@pytest.mark.parametrize(("score", "ranks"), [(1.5, True), (float("nan"), False), (float("inf"), False)])
+def test_best_fid_checkpoint_ranks_only_a_finite_score_of_this_validation(score: float, ranks: bool) -> None:
+    from types import SimpleNamespace
+
+    from cgan_lightning.callbacks import BestFIDCheckpoint, PerClassFID
+
+    fid = PerClassFID()
+    fid.last_global_step, fid.last_scores = 40, {"val/fid/mean": score}
+    trainer = SimpleNamespace(callbacks=[fid], global_step=40)
+    assert BestFIDCheckpoint()._scored_now(trainer) is ranks  # type: ignore[arg-type]
+    trainer.global_step = 42  # a validation PerClassFID skipped: its scores are older than the weights
+    assert BestFIDCheckpoint()._scored_now(trainer) is False  # type: ignore[arg-type]
+

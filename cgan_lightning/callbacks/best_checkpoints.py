@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
@@ -58,11 +59,13 @@ class BestFIDCheckpoint(ModelCheckpoint):
                          save_last=False, auto_insert_metric_name=False, verbose=verbose)
 
     def _scored_now(self, trainer: Trainer) -> bool:
-        """Whether a :class:`PerClassFID` logged ``monitor`` in the validation that just ended."""
+        """Whether a :class:`PerClassFID` logged a finite ``monitor`` in the validation that just ended (a NaN score,
+        e.g. classes with fewer than two real images, ranks no checkpoint as best)."""
         return any(
             isinstance(callback, PerClassFID)
             and callback.last_global_step == trainer.global_step
             and self.monitor in callback.last_scores
+            and math.isfinite(float(callback.last_scores[self.monitor]))
             for callback in trainer_callbacks(trainer)
         )
 
