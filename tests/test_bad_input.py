@@ -300,6 +300,17 @@ def test_resume_past_max_epochs_says_max_epochs_is_the_total(fake_mnist_session_
                          "--ckpt_path to start a new run.")
 
 
+def test_lightning_messages_without_a_fix_get_one() -> None:
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from cgan_lightning.cli.errors import user_error_line
+
+    line = user_error_line(MisconfigurationException("No supported gpu backend found!"))
+    assert line.startswith("No supported gpu backend found! The config asks for a GPU")
+    assert "--trainer.accelerator cpu" in line
+    assert user_error_line(ValueError("batch_size must be positive")) == "batch_size must be positive"  # others as is
+
+
 def test_a_callback_given_twice_gets_one_line(fake_mnist_session_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     twice = "cgan_lightning.callbacks.InterferenceTest"

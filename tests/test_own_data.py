@@ -172,7 +172,8 @@ def test_cifar100_class_names_come_from_its_meta(cifar_files: Path) -> None:
 
 
 def test_missing_cifar_and_unknown_class_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(FileNotFoundError, match=r"CIFAR10 not found or corrupted in .*download true"):
+    with pytest.raises(FileNotFoundError, match=r"CIFAR10 not found or corrupted in .*put its files there \(in "
+                                                r"cifar-10-batches-py/ there, .*download true"):
         TorchvisionDataModule("torchvision.datasets.CIFAR10", root=str(tmp_path)).split("train")
 
     def offline(self: object) -> None:  # what torchvision's download raises without network

@@ -106,6 +106,9 @@ def union_reason(message: str) -> str:
 
 #: Lightning's messages that state a problem without its fix, and the fix.
 _FIXES = {
+    "No supported gpu backend found": (
+        " The config asks for a GPU (trainer.accelerator gpu or cuda) and this machine has none: add "
+        "--trainer.accelerator cpu, or use a CPU config such as examples/fast.yaml."),
     "You restored a checkpoint with current_epoch=": (
         " The run has trained that many epochs: --trainer.max_epochs is the total to reach, so give a larger one to "
         "train on, or no --ckpt_path to start a new run."),

@@ -150,8 +150,11 @@ class TorchvisionDataModule(InMemoryDataModule):
             return self.dataset_cls(self.root, **kwargs)
         except RuntimeError as missing:  # torchvision: "Dataset not found or corrupted. You can use download=True"
             hint = "" if self.download else " or set --data.init_args.download true (needs network access)"
+            folder = getattr(self.dataset_cls, "base_folder", None)  # e.g. CIFAR10's cifar-10-batches-py
+            where = f" (in {folder}/ there, as torchvision extracts its archive)" if isinstance(folder, str) else ""
             raise DataNotFoundError(f"{self.dataset_cls.__name__} not found or corrupted in "
-                                    f"{Path(self.root).resolve()} ({missing}); put its files there{hint}") from missing
+                                    f"{Path(self.root).resolve()} ({missing}); put its files there{where}{hint}"
+                                    ) from missing
         except OSError as failed:  # download=True without network (URLError is an OSError), or a disk error
             raise DataNotFoundError(f"{self.dataset_cls.__name__} could not be downloaded into "
                                     f"{Path(self.root).resolve()} ({failed}); check the network, or put its files "
