@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from cgan_lightning.metrics.report import names_are_ids
+
 #: Where the shipped weights live inside the package.
 WEIGHTS_PACKAGE = "cgan_lightning.metrics"
 WEIGHTS_FILE = "weights/mnist_classifier.pt"  # beside this module
@@ -171,8 +173,7 @@ def check_classifier_matches(classifier: ImageClassifier | Any, num_classes: int
         raise ValueError(f"{source} takes {'x'.join(map(str, have_shape))} images but the model draws "
                          f"{'x'.join(str(int(v)) for v in image_shape)}; {fix}")
     have_names = getattr(classifier, "class_names", None)
-    ids = [str(k) for k in range(num_classes)]
-    if have_names and class_names and list(class_names) != ids and list(have_names) != list(class_names):
+    if have_names and class_names and not names_are_ids(class_names) and list(have_names) != list(class_names):
         raise ValueError(f"{source} was trained on classes {list(have_names)} but the model's classes are "
                          f"{list(class_names)}; {fix}")
 

@@ -13,7 +13,7 @@ from cgan_lightning.metrics.features import FeatureChoice
 from cgan_lightning.metrics.interference import interference_images, interference_scores
 from cgan_lightning.metrics.per_class_evaluator import PerClassEvaluator
 from cgan_lightning.metrics.protocol import check_sampler
-from cgan_lightning.metrics.report import per_class_table
+from cgan_lightning.metrics.report import names_are_ids, per_class_table
 from cgan_lightning.metrics.sampling import image_label_batches, seeded_normal
 from cgan_lightning.metrics.traversal import traversal_images, traversal_scores
 from cgan_lightning.utilities.image_grids import image_grid, save_png
@@ -41,8 +41,7 @@ def check_data_matches(datamodule: Any, num_classes: int, class_names: Sequence[
     data_names = getattr(datamodule, "class_names", None)
     names = [str(name) for name in class_names or ()]
     # A model that knows its labels only as ids ("0", "1", ...) names no classes to compare.
-    if names and names != [str(k) for k in range(num_classes)] and data_names is not None \
-            and [str(name) for name in data_names] != names:
+    if names and not names_are_ids(names) and data_names is not None and [str(name) for name in data_names] != names:
         raise ValueError(f"the evaluation data's classes {list(data_names)} are not the model's {names} "
                          "(label k must name the same class in both): evaluate it on data of the classes it was "
                          "trained on, in the same order")

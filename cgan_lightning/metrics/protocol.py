@@ -46,12 +46,17 @@ def check_sampler(module: object) -> ConditionalSampler:
     return cast(ConditionalSampler, module)  # checked attribute by attribute above
 
 
+def takes_redraw(sampler: object) -> bool:
+    """Whether ``sampler.sample`` takes ``redraw`` (``ConditionalGAN`` does: its class-head redraws and tilt)."""
+    return "redraw" in inspect.signature(getattr(sampler, "sample")).parameters
+
+
 def sample_fixed_latents(model: ConditionalSampler, labels: Tensor, z: Tensor) -> Tensor:
     """``model.sample(labels, z=z)`` with every image drawn from its own row of ``z``.
 
     A sampler that may redraw doubted images (``ConditionalGAN`` with ``sample_min_class_prob``) takes
     ``redraw=False``: the interference test and the traversal compare images of the same ``z``.
     """
-    if "redraw" in inspect.signature(model.sample).parameters:
+    if takes_redraw(model):
         return model.sample(labels, z=z, redraw=False)  # type: ignore[call-arg]  # checked just above
     return model.sample(labels, z=z)

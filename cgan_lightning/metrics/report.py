@@ -35,6 +35,15 @@ def class_label(k: int, class_names: Sequence[str] | None) -> str:
     return str(class_names[k]) if class_names is not None and k < len(class_names) else str(k)
 
 
+def names_are_ids(names: Sequence[object]) -> bool:
+    """Whether ``names`` are only the label ids ``"0", "1", ...``: a model or data without class names of its own.
+
+    >>> names_are_ids(["0", "1", "2"]), names_are_ids(["cat", "dog"])
+    (True, False)
+    """
+    return [str(name) for name in names] == [str(k) for k in range(len(names))]
+
+
 def class_names(model: Any) -> list[str]:
     """``model.class_names`` when it has them (a :class:`~cgan_lightning.ConditionalGAN` does), else the ids."""
     names = getattr(model, "class_names", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from typing_extensions import override
 
-from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler
+from cgan_lightning.metrics.protocol import ConditionalSampler, check_sampler, takes_redraw
 
 
 class SamplerModule(LightningModule):
@@ -49,7 +48,7 @@ class SamplerModule(LightningModule):
         class_names = getattr(sampler, "class_names", None)
         if class_names is not None:
             self.class_names = [str(name) for name in class_names]
-        self._takes_redraw = "redraw" in inspect.signature(sampler.sample).parameters
+        self._takes_redraw = takes_redraw(sampler)
 
     @torch.no_grad()
     def sample(

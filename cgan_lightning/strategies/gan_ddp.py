@@ -230,7 +230,7 @@ class GANDDPStrategy(DDPStrategy):
 
     def _agree_on_sigterm(self) -> None:
         """One all-reduce: if any rank got a SIGTERM, every rank marks it, so the fit loop stops them together."""
-        flag = torch.tensor([1.0 if self._sigterm_requested else 0.0], device=self.root_device)
+        flag = torch.full((1,), float(self._sigterm_requested), device=self.root_device)  # a fill: no host copy
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() > 0:
             assert self.lightning_module is not None

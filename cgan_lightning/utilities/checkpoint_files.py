@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cgan_lightning.metrics.report import names_are_ids
+
 #: Hyperparameters that fix the model's interface; a checkpoint trained with other values cannot be loaded.
 INTERFACE_HPARAMS = ("num_classes", "image_shape", "latent_dim")
 
@@ -177,8 +179,7 @@ def _class_names_differ(saved: Any, model: Any) -> bool:
     if not isinstance(saved, list | tuple) or not isinstance(model, list | tuple):
         return False
     saved_names, model_names = [str(n) for n in saved], [str(n) for n in model]
-    ids = [str(k) for k in range(len(model_names))]
-    return saved_names != model_names and ids not in (saved_names, model_names)
+    return saved_names != model_names and not names_are_ids(saved_names) and not names_are_ids(model_names)
 
 
 def check_checkpoint_matches(
